@@ -1,0 +1,37 @@
+// The Worker's bindings: wrangler.toml declares the objects and non-secret vars; secrets come
+// from `wrangler secret put` in production and .dev.vars locally. Names are the design's.
+
+import type { AccountObject } from "./objects/account.js";
+import type { PaymentIntentObject } from "./objects/payment-intent.js";
+
+/** Everything the Worker and its objects read from the environment. */
+export interface Env {
+  PAYMENT_INTENTS: DurableObjectNamespace<PaymentIntentObject>;
+  ACCOUNTS: DurableObjectNamespace<AccountObject>;
+
+  STRIPE_SECRET_KEY: string;
+  /** Default https://api.stripe.com; the local emulator in development and tests. */
+  STRIPE_API_BASE?: string;
+  STRIPE_WEBHOOK_SECRET?: string;
+  /** HS256 secret for browser tokens. */
+  AUTH_JWT_SECRET?: string;
+  /** An identity provider's JWKS; requires AUTH_ISSUER and AUTH_AUDIENCE. */
+  AUTH_JWKS_URL?: string;
+  AUTH_ISSUER?: string;
+  AUTH_AUDIENCE?: string;
+  /** Comma-separated origins allowed by CORS. */
+  ALLOWED_ORIGINS?: string;
+  /** Bearer token for the operator routes. */
+  OPERATOR_TOKEN?: string;
+  /** Per-request Stripe timeout (default 10000 ms). */
+  STRIPE_TIMEOUT_MS?: string;
+  /** Retries the Stripe SDK makes with the same Idempotency-Key (default 2). */
+  STRIPE_MAX_NETWORK_RETRIES?: string;
+}
+
+/** A positive integer setting, or `fallback` when unset or malformed. */
+export function intSetting(value: string | undefined, fallback: number): number {
+  if (value === undefined || value.trim() === "") return fallback;
+  const n = Number(value);
+  return Number.isInteger(n) && n >= 0 ? n : fallback;
+}

@@ -1,0 +1,16 @@
+// The Worker: the Hono app as its fetch handler, and the Durable Object classes it binds.
+//   src/app.ts                    HTTP surface: CORS, error boundary, routes
+//   src/routes/                   one module per resource (billing), schemas, object stubs
+//   src/auth.ts                   who is calling (JWT)
+//   src/objects/payment-intent.ts the credit protocol: the one place that credits
+//   src/objects/credit-store.ts   its durable record (schema documented there)
+//   src/objects/account.ts        account ↔ Stripe customer
+//   src/credit/                   pure policy (may this PI be credited?) and RPC result types
+//   src/stripe/                   the client, Idempotency-Keys, error classification
+
+import { buildApp } from "./app.js";
+
+export { AccountObject } from "./objects/account.js";
+export { PaymentIntentObject } from "./objects/payment-intent.js";
+
+export default buildApp();

@@ -1,0 +1,7 @@
+// Structured logs: one JSON line per event, which Workers Logs indexes by field. Callers pass
+// ids, outcomes and counts only; never a token, a key or a client secret.
+
+/** Writes one JSON log line. */
+export function logEvent(event: string, fields: Record<string, unknown> = {}): void {
+  console.log(JSON.stringify({ event, at: new Date().toISOString(), ...fields }));
+}

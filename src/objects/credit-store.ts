@@ -1,0 +1,175 @@
+// The PaymentIntent object's durable record, in its SQLite storage. One object per PI, so the
+// `credit` table holds at most one row; `journal` keeps one line per Stripe call and state
+// change, for the operator and for audits. Every read and write here is synchronous
+// (`ctx.storage.sql.exec`), which is what lets the object check-and-set without a race.
+//
+// credit (one row)
+//   payment_intent_id      the PI this object is named after (an object does not know its name)
+//   state                  verified → credited; or not_creditable / needs_attention (see below)
+//   customer_id, amount, currency   what is owed, recorded before any Stripe write
+//   credit_attempt         n in the credit key: credit-tx:{pi} for 1, credit-tx:{pi}:{n} after
+//   credit_write           none: attempt n never sent; sent: sent, outcome unknown until seen
+//   mark_state             pending | done   (metadata.credited on the PI, a courtesy)
+//   mark_attempts          how many marks were sent; the first uses credit-mark:{pi}
+//   balance_transaction_id, ending_balance   the credit, once known
+//   credited_by            confirm | webhook | alarm | operator: who finished it; ledger: found
+//   reason                 why not_creditable / needs_attention
+//   last_error             the last Stripe failure, for the operator view
+//   retry_count, next_retry_at   the alarm's backoff
+//
+// States
+//   verified          Stripe said succeeded and creditable; intent recorded; not yet credited
+//   credited          final: the ledger entry exists and its id is recorded
+//   not_creditable    final: recorded for a webhook/operator caller (no customer, zero amount,
+//                     live/test mismatch); browsers' refusals are not recorded (they cost nothing)
+//   needs_attention   final until an operator acts: Stripe refused the credit permanently, or the
+//                     PI says credited but no ledger entry exists
+
+export type CreditState = "verified" | "credited" | "not_creditable" | "needs_attention";
+
+export interface CreditRecord {
+  payment_intent_id: string;
+  state: CreditState;
+  customer_id: string | null;
+  amount: number | null;
+  currency: string | null;
+  credit_attempt: number;
+  credit_write: "none" | "sent";
+  mark_state: "pending" | "done";
+  mark_attempts: number;
+  balance_transaction_id: string | null;
+  ending_balance: number | null;
+  credited_by: string | null;
+  reason: string | null;
+  last_error: string | null;
+  retry_count: number;
+  next_retry_at: number | null;
+  created_at: number;
+  updated_at: number;
+  credited_at: number | null;
+}
+
+export interface JournalEntry {
+  seq: number;
+  at: number;
+  step: string;
+  outcome: string;
+  detail: string | null;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS credit (
+  payment_intent_id TEXT PRIMARY KEY,
+  state TEXT NOT NULL,
+  customer_id TEXT,
+  amount INTEGER,
+  currency TEXT,
+  credit_attempt INTEGER NOT NULL DEFAULT 1,
+  credit_write TEXT NOT NULL DEFAULT 'none',
+  mark_state TEXT NOT NULL DEFAULT 'pending',
+  mark_attempts INTEGER NOT NULL DEFAULT 0,
+  balance_transaction_id TEXT,
+  ending_balance INTEGER,
+  credited_by TEXT,
+  reason TEXT,
+  last_error TEXT,
+  retry_count INTEGER NOT NULL DEFAULT 0,
+  next_retry_at INTEGER,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  credited_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS journal (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  at INTEGER NOT NULL,
+  step TEXT NOT NULL,
+  outcome TEXT NOT NULL,
+  detail TEXT
+);`;
+
+/** Keeps the journal bounded on a PI that fails for days. */
+const JOURNAL_LIMIT = 200;
+
+/**
+ * Typed access to one PaymentIntent object's tables. The schema is created with the first
+ * record, not in the constructor: an object asked about a PI that turns out to be junk (unknown,
+ * someone else's) must leave no storage behind.
+ */
+export class CreditStore {
+  #hasSchema = false;
+
+  constructor(private readonly sql: SqlStorage) {}
+
+  #schemaExists(): boolean {
+    if (!this.#hasSchema) {
+      this.#hasSchema = this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'credit'").toArray().length > 0;
+    }
+    return this.#hasSchema;
+  }
+
+  load(): CreditRecord | null {
+    if (!this.#schemaExists()) return null;
+    const rows = this.sql.exec<Record<string, SqlStorageValue>>("SELECT * FROM credit LIMIT 1").toArray();
+    return rows.length === 0 ? null : (rows[0] as unknown as CreditRecord);
+  }
+
+  /** Records a new PI's state; `fields` are what is known at that point. */
+  insert(paymentIntentId: string, state: CreditState, fields: Partial<CreditRecord> = {}): CreditRecord {
+    if (!this.#schemaExists()) {
+      this.sql.exec(SCHEMA);
+      this.#hasSchema = true;
+    }
+    const now = Date.now();
+    const row: CreditRecord = {
+      payment_intent_id: paymentIntentId,
+      state,
+      customer_id: null,
+      amount: null,
+      currency: null,
+      credit_attempt: 1,
+      credit_write: "none",
+      mark_state: "pending",
+      mark_attempts: 0,
+      balance_transaction_id: null,
+      ending_balance: null,
+      credited_by: null,
+      reason: null,
+      last_error: null,
+      retry_count: 0,
+      next_retry_at: null,
+      created_at: now,
+      updated_at: now,
+      credited_at: null,
+      ...fields,
+    };
+    const cols = Object.keys(row);
+    this.sql.exec(
+      `INSERT INTO credit (${cols.join(", ")}) VALUES (${cols.map(() => "?").join(", ")})`,
+      ...cols.map((c) => row[c as keyof CreditRecord]),
+    );
+    this.journal("state", state, fields.reason ?? null);
+    return row;
+  }
+
+  /** Applies `patch` to the row and returns the new record. */
+  update(patch: Partial<Omit<CreditRecord, "payment_intent_id" | "created_at">>): CreditRecord {
+    const entries = Object.entries({ ...patch, updated_at: Date.now() });
+    this.sql.exec(`UPDATE credit SET ${entries.map(([k]) => `${k} = ?`).join(", ")}`, ...entries.map(([, v]) => v as SqlStorageValue));
+    if (patch.state) this.journal("state", patch.state, patch.reason ?? null);
+    const rec = this.load();
+    if (!rec) throw new Error("credit record vanished during update");
+    return rec;
+  }
+
+  /** Appends one line to the journal; only once a record exists (junk leaves no trace). */
+  journal(step: string, outcome: string, detail: string | null): void {
+    if (!this.#schemaExists()) return;
+    this.sql.exec("INSERT INTO journal (at, step, outcome, detail) VALUES (?, ?, ?, ?)", Date.now(), step, outcome, detail);
+    this.sql.exec("DELETE FROM journal WHERE seq <= (SELECT MAX(seq) FROM journal) - ?", JOURNAL_LIMIT);
+  }
+
+  journalEntries(): JournalEntry[] {
+    if (!this.#schemaExists()) return [];
+    return this.sql.exec<Record<string, SqlStorageValue>>("SELECT * FROM journal ORDER BY seq").toArray() as unknown as JournalEntry[];
+  }
+}

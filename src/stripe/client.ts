@@ -1,0 +1,30 @@
+// The one place a Stripe client is built: the `stripe` package over fetch (Workers have no Node
+// http), pointed at STRIPE_API_BASE, with a pinned API version so that response shapes cannot
+// change under us when Stripe's default moves.
+
+import Stripe from "stripe";
+import { intSetting, type Env } from "../env.js";
+
+/** The API version this service is written and tested against. */
+export const STRIPE_API_VERSION = "2026-10-28.endive";
+
+/** A Stripe client for `env`. The SDK retries network errors, 409 and 5xx with the same key. */
+export function createStripe(env: Env): Stripe {
+  const base = new URL(env.STRIPE_API_BASE || "https://api.stripe.com");
+  const protocol = base.protocol === "http:" ? "http" : "https";
+  return new Stripe(env.STRIPE_SECRET_KEY, {
+    apiVersion: STRIPE_API_VERSION as Stripe.LatestApiVersion,
+    httpClient: Stripe.createFetchHttpClient(),
+    host: base.hostname,
+    port: base.port ? Number(base.port) : protocol === "http" ? 80 : 443,
+    protocol,
+    maxNetworkRetries: intSetting(env.STRIPE_MAX_NETWORK_RETRIES, 2),
+    timeout: intSetting(env.STRIPE_TIMEOUT_MS, 10_000),
+    telemetry: false,
+  });
+}
+
+/** Whether the configured key is a live-mode key (`sk_live_`/`rk_live_`); PIs must match it. */
+export function isLiveKey(key: string): boolean {
+  return key.startsWith("sk_live_") || key.startsWith("rk_live_");
+}

@@ -1,0 +1,116 @@
+// Identity: tokens from an identity provider's JWKS (issuer and audience enforced, no algorithm
+// confusion with the HS256 secret), and CORS for the configured origins only.
+
+import { env } from "cloudflare:workers";
+import { createExecutionContext } from "cloudflare:test";
+import { exportJWK, generateKeyPair, SignJWT } from "jose";
+import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { buildApp } from "../src/app.js";
+import { TEST_BINDINGS } from "./bindings.js";
+import { call, json, tokenFor } from "./helpers.js";
+
+const JWKS_URL = "https://idp.example.com/.well-known/jwks.json";
+const jwksEnv = { ...env, AUTH_JWKS_URL: JWKS_URL, AUTH_ISSUER: "https://idp.example.com/", AUTH_AUDIENCE: "billing" };
+
+let privateKey: CryptoKey;
+let jwks: { keys: unknown[] };
+
+beforeAll(async () => {
+  const pair = await generateKeyPair("RS256", { extractable: true });
+  privateKey = pair.privateKey;
+  jwks = { keys: [{ ...(await exportJWK(pair.publicKey)), kid: "k1", alg: "RS256", use: "sig" }] };
+});
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+function serveJwks(): void {
+  const real = globalThis.fetch;
+  vi.spyOn(globalThis, "fetch").mockImplementation((input, init) => {
+    const url = input instanceof Request ? input.url : String(input);
+    if (url === JWKS_URL) return Promise.resolve(Response.json(jwks));
+    return real(input, init);
+  });
+}
+
+function idpToken(claims: { iss?: string; aud?: string; sub?: string } = {}): Promise<string> {
+  return new SignJWT({})
+    .setProtectedHeader({ alg: "RS256", kid: "k1" })
+    .setSubject(claims.sub ?? "acct_idp_user")
+    .setIssuer(claims.iss ?? "https://idp.example.com/")
+    .setAudience(claims.aud ?? "billing")
+    .setIssuedAt()
+    .setExpirationTime("10m")
+    .sign(privateKey);
+}
+
+/** A confirm with an invalid body: 400 proves the token was accepted, 401 that it was not. */
+async function probe(token: string, e: object = jwksEnv): Promise<number> {
+  const app = buildApp();
+  const res = await app.fetch(
+    new Request("https://billing.test/billing/confirm_payment", {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+      body: "{}",
+    }),
+    e,
+    createExecutionContext(),
+  );
+  return res.status;
+}
+
+describe("tokens from an identity provider (JWKS)", () => {
+  it("accepts a token with the configured issuer and audience", async () => {
+    serveJwks();
+    expect(await probe(await idpToken())).toBe(400);
+  });
+
+  it.each([
+    ["another audience", { aud: "some-other-app" }],
+    ["another issuer", { iss: "https://evil.example.com/" }],
+  ])("refuses a token for %s", async (_, claims) => {
+    serveJwks();
+    expect(await probe(await idpToken(claims))).toBe(401);
+  });
+
+  it("refuses an HS256 token signed with the shared secret when JWKS is configured", async () => {
+    serveJwks();
+    expect(await probe(await tokenFor("acct_idp_user"))).toBe(401);
+  });
+
+  it("fails closed when JWKS is configured without issuer and audience", async () => {
+    serveJwks();
+    expect(await probe(await idpToken(), { ...env, AUTH_JWKS_URL: JWKS_URL })).toBe(401);
+  });
+
+  it("fails closed when the HS256 secret is missing", async () => {
+    expect(await probe(await tokenFor("acct_x"), { ...env, AUTH_JWT_SECRET: "" })).toBe(401);
+  });
+});
+
+describe("CORS", () => {
+  const preflight = (origin: string) =>
+    call("/billing/confirm_payment", {
+      method: "OPTIONS",
+      headers: { origin, "access-control-request-method": "POST", "access-control-request-headers": "authorization, content-type" },
+    });
+
+  it("allows a configured origin", async () => {
+    const res = await preflight(TEST_BINDINGS.ALLOWED_ORIGINS);
+    expect(res.status).toBe(204);
+    expect(res.headers.get("access-control-allow-origin")).toBe(TEST_BINDINGS.ALLOWED_ORIGINS);
+    expect(res.headers.get("access-control-allow-headers")?.toLowerCase()).toContain("authorization");
+  });
+
+  it("gives another origin no CORS grant", async () => {
+    const res = await preflight("https://evil.example.com");
+    expect(res.headers.get("access-control-allow-origin")).toBeNull();
+  });
+
+  it("health is open to anyone", async () => {
+    const res = await call("/healthz");
+    expect(res.status).toBe(200);
+    expect(await json(res)).toEqual({ ok: true });
+  });
+});

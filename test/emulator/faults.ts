@@ -1,0 +1,91 @@
+// Misbehaviour on demand: latency rules and faults for the next N requests that match a method,
+// a path pattern and optionally an Idempotency-Key pattern.
+
+/**
+ * - `error_500`: the request begins executing and fails before applying anything; saved under
+ *   its key (replayed for the key's life) unless `saved: false`.
+ * - `drop`: the request is applied and its result saved under the key, then the connection is
+ *   closed without an answer: the caller never learns that it worked.
+ * - `rate_limit`: 429 before anything runs, never saved; `should_retry` sets `Stripe-Should-Retry`.
+ * - `in_use`: 409 `idempotency_key_in_use` before anything runs, never saved.
+ * - `hang`: no answer until the caller gives up (or `hang_ms` passes); with `apply: true` the
+ *   write is applied and saved first, so the outcome is unknown to the caller.
+ */
+export type FaultKind = "error_500" | "drop" | "rate_limit" | "in_use" | "hang";
+export const FAULT_KINDS: readonly FaultKind[] = ["error_500", "drop", "rate_limit", "in_use", "hang"];
+
+export interface FaultRule {
+  id: number;
+  kind: FaultKind;
+  method: string;
+  path: string;
+  key: string | null;
+  /** Fires this many more times. */
+  times: number;
+  /** Fires on every `every`-th matching request (1 = each one). */
+  every: number;
+  should_retry: boolean | null;
+  saved: boolean;
+  apply: boolean;
+  matched: number;
+  fired: number;
+}
+
+export interface LatencyRule {
+  ms: number;
+  jitter_ms: number;
+  method: string;
+  path: string;
+}
+
+/** `*` matches within one path segment, `**` across segments; the rest is literal. */
+export function globToRegExp(glob: string): RegExp {
+  const escaped = glob.replace(/[.+?^${}()|[\]\\]/g, "\\$&");
+  return new RegExp(`^${escaped.replace(/\*\*/g, "\u0000").replace(/\*/g, "[^/]*").replace(/\u0000/g, ".*")}$`);
+}
+
+function matches(rule: { method: string; path: string }, method: string, path: string): boolean {
+  return (rule.method === "*" || rule.method.toUpperCase() === method) && globToRegExp(rule.path).test(path);
+}
+
+/** The active fault and latency rules. */
+export class Faults {
+  rules: FaultRule[] = [];
+  latency: LatencyRule[] = [];
+  #nextId = 1;
+
+  constructor(public defaultLatencyMs: number) {}
+
+  add(rule: Omit<FaultRule, "id" | "matched" | "fired">): FaultRule {
+    const full = { ...rule, id: this.#nextId++, matched: 0, fired: 0 };
+    this.rules.push(full);
+    return full;
+  }
+
+  /** Consumes and returns the first rule of one of `kinds` that fires for this request. */
+  take(kinds: readonly FaultKind[], method: string, path: string, key: string | null): FaultRule | null {
+    for (const rule of this.rules) {
+      if (rule.times <= 0 || !kinds.includes(rule.kind) || !matches(rule, method, path)) continue;
+      if (rule.key !== null && (key === null || !globToRegExp(rule.key).test(key))) continue;
+      rule.matched++;
+      if (rule.matched % rule.every !== 0) continue;
+      rule.times--;
+      rule.fired++;
+      return rule;
+    }
+    return null;
+  }
+
+  /** Milliseconds to add to this request: the first matching rule, else the default. */
+  latencyFor(method: string, path: string): number {
+    const rule = this.latency.find((r) => matches(r, method, path));
+    const base = rule ? rule.ms : this.defaultLatencyMs;
+    const jitter = rule ? rule.jitter_ms : 0;
+    return Math.max(0, base + (jitter > 0 ? Math.floor(Math.random() * (jitter + 1)) : 0));
+  }
+
+  clear(): void {
+    this.rules = [];
+    this.latency = [];
+  }
+}

@@ -1,0 +1,140 @@
+// What the service's tests share: the Stripe emulator's control API (reached over 127.0.0.1
+// from inside workerd), token minting, and requests to the Worker through its real fetch
+// handler. The emulator is shared by every test file of the run, so tests never reset it: each
+// uses its own accounts and PaymentIntents and scopes latency and faults to their paths.
+
+import { env, exports } from "cloudflare:workers";
+import { SignJWT } from "jose";
+import { TEST_BINDINGS } from "./bindings.js";
+
+export const ORIGIN = "https://billing.test";
+
+/** Calls the emulator's control API and returns its JSON. */
+export async function emu<T = Record<string, unknown>>(path: string, body?: unknown, method = body === undefined ? "GET" : "POST"): Promise<T> {
+  const res = await fetch(`${env.STRIPE_API_BASE}/_emulator${path}`, {
+    method,
+    headers: { "content-type": "application/json" },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const json = (await res.json()) as T;
+  if (!res.ok) throw new Error(`emulator ${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
+let counter = 0;
+/** A fresh account id, unique across files and runs. */
+export function newAccountId(label = "acct"): string {
+  counter++;
+  return `${label}_${Date.now().toString(36)}${counter}${Math.random().toString(36).slice(2, 8)}`;
+}
+
+export interface Customer {
+  id: string;
+  balance: number;
+}
+
+export interface PaymentIntent {
+  id: string;
+  status: string;
+  amount_received: number;
+  metadata: Record<string, string>;
+}
+
+/** A Stripe customer belonging to `accountId` (metadata.account_id), created in the emulator. */
+export function createCustomer(accountId: string): Promise<Customer> {
+  return emu<Customer>("/customers", { email: `${accountId}@example.com`, metadata: { account_id: accountId } });
+}
+
+/** A PaymentIntent created directly in the emulator, succeeded unless `status` says otherwise. */
+export function createPaymentIntent(fields: { customer?: string; amount?: number; currency?: string; status?: string; livemode?: boolean; metadata?: Record<string, string>; amount_received?: number }): Promise<PaymentIntent> {
+  return emu<PaymentIntent>("/payment_intents", { amount: 1000, currency: "usd", ...fields });
+}
+
+/** An account with its customer and one succeeded PaymentIntent of `amount`. */
+export async function paidTopUp(amount = 1000) {
+  const accountId = newAccountId();
+  const customer = await createCustomer(accountId);
+  const pi = await createPaymentIntent({ customer: customer.id, amount });
+  return { accountId, customer, pi, token: await tokenFor(accountId) };
+}
+
+/** An HS256 token for `accountId`, valid for an hour unless `claims` say otherwise. */
+export async function tokenFor(accountId: string, claims: { exp?: number; nbf?: number; iat?: number } = {}, secret: string = TEST_BINDINGS.AUTH_JWT_SECRET): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  const jwt = new SignJWT({}).setProtectedHeader({ alg: "HS256", typ: "JWT" }).setSubject(accountId).setIssuedAt(claims.iat ?? now).setExpirationTime(claims.exp ?? now + 3600);
+  if (claims.nbf !== undefined) jwt.setNotBefore(claims.nbf);
+  return jwt.sign(new TextEncoder().encode(secret));
+}
+
+/** Sends a request to the Worker's fetch handler. */
+export function call(path: string, init: RequestInit = {}): Promise<Response> {
+  return exports.default.fetch(new Request(`${ORIGIN}${path}`, init));
+}
+
+/** POST /billing/confirm_payment as a browser would. */
+export function confirm(token: string | null, paymentIntentId: string): Promise<Response> {
+  return call("/billing/confirm_payment", {
+    method: "POST",
+    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify({ payment_intent_id: paymentIntentId }),
+  });
+}
+
+export interface RequestRecord {
+  method: string;
+  path: string;
+  endpoint: string;
+  idempotency_key: string | null;
+  params: Record<string, unknown>;
+  status: number;
+  replayed: boolean;
+  fault: string | null;
+}
+
+/** The emulator's log of requests whose path matches `pathGlob` (`*` within a segment, `**` across). */
+export async function stripeRequests(filter: { path?: string; key?: string; method?: string }): Promise<RequestRecord[]> {
+  const q = new URLSearchParams(filter as Record<string, string>);
+  return (await emu<{ data: RequestRecord[] }>(`/requests?${q}`)).data;
+}
+
+/** Every request the emulator saw about one PaymentIntent and its customer. */
+export async function stripeTraffic(paymentIntentId: string, customerId: string) {
+  const [pi, customer] = await Promise.all([
+    stripeRequests({ path: `/v1/payment_intents/${paymentIntentId}**` }),
+    stripeRequests({ path: `/v1/customers/${customerId}/**` }),
+  ]);
+  return {
+    piReads: pi.filter((r) => r.method === "GET").length,
+    marks: pi.filter((r) => r.method === "POST").length,
+    creditWrites: customer.filter((r) => r.method === "POST" && r.path.endsWith("/balance_transactions")).length,
+    ledgerReads: customer.filter((r) => r.method === "GET").length,
+    all: [...pi, ...customer],
+  };
+}
+
+export interface BalanceTransaction {
+  id: string;
+  amount: number;
+  currency: string;
+  metadata: Record<string, string>;
+}
+
+/** The customer's balance transactions for `paymentIntentId`, read straight from the emulator. */
+export async function ledgerFor(customerId: string, paymentIntentId?: string): Promise<BalanceTransaction[]> {
+  const res = await fetch(`${env.STRIPE_API_BASE}/v1/customers/${customerId}/balance_transactions?limit=100`, {
+    headers: { authorization: `Bearer ${TEST_BINDINGS.STRIPE_SECRET_KEY}` },
+  });
+  const list = (await res.json()) as { data: BalanceTransaction[] };
+  return list.data.filter((tx) => paymentIntentId === undefined || tx.metadata.payment_intent === paymentIntentId);
+}
+
+/** Makes every Stripe request about this PI and customer take `ms` longer. */
+export async function slowStripe(paymentIntentId: string, customerId: string, ms: number): Promise<void> {
+  await emu("/latency", { ms, path: `/v1/payment_intents/${paymentIntentId}**` });
+  await emu("/latency", { ms, path: `/v1/customers/${customerId}/**` });
+}
+
+/** Reads a JSON response body. */
+export async function json<T = Record<string, unknown>>(res: Response): Promise<T> {
+  return (await res.json()) as T;
+}

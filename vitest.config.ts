@@ -1,0 +1,39 @@
+// Two projects: the Stripe emulator's own tests run in Node against a real emulator server;
+// the service's tests run inside workerd (the Workers Vitest plugin) against an emulator that
+// test/global-setup.ts starts on a free 127.0.0.1 port and stops afterwards.
+
+import { cloudflareTest } from "@cloudflare/vitest-plugin";
+import { defineConfig } from "vitest/config";
+import { TEST_BINDINGS } from "./test/bindings.js";
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: "emulator",
+          environment: "node",
+          include: ["test/emulator/**/*.test.ts"],
+          testTimeout: 20_000,
+        },
+      },
+      {
+        plugins: [
+          cloudflareTest(({ inject }) => ({
+            wrangler: { configPath: "./wrangler.toml" },
+            miniflare: {
+              bindings: { ...TEST_BINDINGS, STRIPE_API_BASE: inject<string>("emulatorUrl") },
+            },
+          })),
+        ],
+        test: {
+          name: "worker",
+          include: ["test/*.test.ts"],
+          globalSetup: ["test/global-setup.ts"],
+          testTimeout: 30_000,
+          silent: "passed-only",
+        },
+      },
+    ],
+  },
+});
