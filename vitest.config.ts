@@ -8,6 +8,8 @@ import { TEST_BINDINGS } from "./test/bindings.js";
 
 export default defineConfig({
   test: {
+    // The service's JSON log lines are for production; tests print their own tables.
+    onConsoleLog: (log) => !log.startsWith('{"event"'),
     projects: [
       {
         test: {
@@ -31,7 +33,6 @@ export default defineConfig({
           include: ["test/*.test.ts"],
           globalSetup: ["test/global-setup.ts"],
           testTimeout: 30_000,
-          silent: "passed-only",
         },
       },
     ],

@@ -9,6 +9,7 @@ import { ApiError } from "./errors.js";
 import type { AppEnv } from "./http.js";
 import { logEvent } from "./log.js";
 import { billing } from "./routes/billing.js";
+import { operator } from "./routes/operator.js";
 import { validationHook } from "./routes/validation.js";
 
 /** Origins from ALLOWED_ORIGINS (comma-separated). */
@@ -50,6 +51,7 @@ export function buildApp(): OpenAPIHono<AppEnv> {
 
   app.get("/healthz", (c) => c.json({ ok: true }));
   app.route("/billing", billing);
+  app.route("/operator", operator);
 
   app.notFound((c) => c.json(new ApiError(404, "not_found", "No such route.").body(), 404));
   app.onError(errorBoundary);

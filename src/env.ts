@@ -3,11 +3,13 @@
 
 import type { AccountObject } from "./objects/account.js";
 import type { PaymentIntentObject } from "./objects/payment-intent.js";
+import type { CreditRegistry } from "./objects/registry.js";
 
 /** Everything the Worker and its objects read from the environment. */
 export interface Env {
   PAYMENT_INTENTS: DurableObjectNamespace<PaymentIntentObject>;
   ACCOUNTS: DurableObjectNamespace<AccountObject>;
+  CREDIT_REGISTRY: DurableObjectNamespace<CreditRegistry>;
 
   STRIPE_SECRET_KEY: string;
   /** Default https://api.stripe.com; the local emulator in development and tests. */

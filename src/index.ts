@@ -5,6 +5,8 @@
 //   src/objects/payment-intent.ts the credit protocol: the one place that credits
 //   src/objects/credit-store.ts   its durable record (schema documented there)
 //   src/objects/account.ts        account ↔ Stripe customer
+//   src/objects/registry.ts       the operator's list of credits waiting or stuck
+//   src/routes/operator.ts        operator routes (service token)
 //   src/credit/                   pure policy (may this PI be credited?) and RPC result types
 //   src/stripe/                   the client, Idempotency-Keys, error classification
 
@@ -12,5 +14,6 @@ import { buildApp } from "./app.js";
 
 export { AccountObject } from "./objects/account.js";
 export { PaymentIntentObject } from "./objects/payment-intent.js";
+export { CreditRegistry } from "./objects/registry.js";
 
 export default buildApp();

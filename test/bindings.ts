@@ -8,4 +8,6 @@ export const TEST_BINDINGS = {
   AUTH_JWT_SECRET: "test-secret-for-hs256-tokens-0123456789abcdef",
   ALLOWED_ORIGINS: "https://app.example.com",
   OPERATOR_TOKEN: "op_test_token_0123456789",
+  // Short enough that a hung Stripe call fails a test quickly, long enough for a 50 ms emulator.
+  STRIPE_TIMEOUT_MS: "800",
 } as const;

@@ -16,6 +16,7 @@
 //   reason                 why not_creditable / needs_attention
 //   last_error             the last Stripe failure, for the operator view
 //   retry_count, next_retry_at   the alarm's backoff
+//   listed                 1 while the PI is in the operator registry (see registry.ts)
 //
 // States
 //   verified          Stripe said succeeded and creditable; intent recorded; not yet credited
@@ -44,6 +45,7 @@ export interface CreditRecord {
   last_error: string | null;
   retry_count: number;
   next_retry_at: number | null;
+  listed: number;
   created_at: number;
   updated_at: number;
   credited_at: number | null;
@@ -75,6 +77,7 @@ CREATE TABLE IF NOT EXISTS credit (
   last_error TEXT,
   retry_count INTEGER NOT NULL DEFAULT 0,
   next_retry_at INTEGER,
+  listed INTEGER NOT NULL DEFAULT 0,
   created_at INTEGER NOT NULL,
   updated_at INTEGER NOT NULL,
   credited_at INTEGER
@@ -137,6 +140,7 @@ export class CreditStore {
       last_error: null,
       retry_count: 0,
       next_retry_at: null,
+      listed: 0,
       created_at: now,
       updated_at: now,
       credited_at: null,

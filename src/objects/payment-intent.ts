@@ -20,6 +20,7 @@ import { classifyStripeError, type StripeFailure } from "../stripe/errors.js";
 import { creditKey, creditParams, markKey } from "../stripe/keys.js";
 import { CreditStore, type CreditRecord, type JournalEntry } from "./credit-store.js";
 import { backoffMs } from "./backoff.js";
+import { REGISTRY_NAME } from "./registry.js";
 
 /** What one attempt concluded, independent of who asked; answers are derived per caller. */
 type Outcome =
@@ -45,6 +46,13 @@ const LEDGER_MAX_PAGES = 20;
 const READ_RETRY_AFTER_SECONDS = 2;
 /** Credit writes one attempt may make: a first key, then a next key after a replayed failure. */
 const MAX_WRITES_PER_ATTEMPT = 3;
+/**
+ * Armed when the intent is recorded, before the first Stripe write: if the object dies
+ * mid-protocol (eviction, deploy, crash), this alarm finishes the credit with no caller.
+ */
+const WATCHDOG_MS = 30_000;
+/** The needs_attention reason for a PI marked credited with no ledger entry to show for it. */
+const CREDITED_ELSEWHERE = "metadata.credited is true but the customer's ledger has no entry for this PaymentIntent";
 
 /** The per-PaymentIntent Durable Object; its public methods are the RPC surface. */
 export class PaymentIntentObject extends DurableObject<Env> {
@@ -101,6 +109,32 @@ export class PaymentIntentObject extends DurableObject<Env> {
   /** The durable record and journal, for tests and the operator view. */
   async inspect(): Promise<{ record: CreditRecord | null; journal: JournalEntry[] }> {
     return { record: this.#store.load(), journal: this.#store.journalEntries() };
+  }
+
+  /**
+   * An operator's "retry now". A waiting credit runs at once. A credit Stripe refused runs
+   * again under a new key, after a ledger look (the operator fixed the cause). A PI marked
+   * credited elsewhere only has its ledger searched again: it is never credited blindly.
+   */
+  async retryNow(): Promise<{ result: ConfirmResult | null; record: CreditRecord | null }> {
+    const rec = this.#store.load();
+    if (!rec) return { result: null, record: null };
+    this.#store.journal("operator", "retry", rec.state);
+    if (rec.state === "needs_attention") {
+      if (rec.reason === CREDITED_ELSEWHERE) {
+        const found = await this.#findLedgerEntry(rec, 0);
+        if (found && found !== "unavailable") {
+          this.#store.update({ state: "credited", balance_transaction_id: found.id, ending_balance: found.ending_balance, credited_by: "ledger", credited_at: Date.now(), reason: null });
+          await this.#report(this.#store.load() ?? rec);
+        }
+        return { result: await this.confirm(rec.payment_intent_id, { kind: "operator" }), record: this.#store.load() };
+      }
+      this.#store.update({ state: "verified", reason: null, credit_attempt: rec.credit_attempt + 1, credit_write: "sent", retry_count: 0 });
+    } else if (rec.state === "credited" && rec.mark_state === "pending") {
+      await this.#retryMark(rec);
+      return { result: await this.confirm(rec.payment_intent_id, { kind: "operator" }), record: this.#store.load() };
+    }
+    return { result: await this.confirm(rec.payment_intent_id, { kind: "operator" }), record: this.#store.load() };
   }
 
   get #client(): Stripe {
@@ -160,7 +194,9 @@ export class PaymentIntentObject extends DurableObject<Env> {
       customer_id: verdict.customer,
       amount: verdict.amount,
       currency: verdict.currency,
+      next_retry_at: Date.now() + WATCHDOG_MS,
     });
+    await this.ctx.storage.setAlarm(Date.now() + WATCHDOG_MS);
     return this.#complete(rec, source);
   }
 
@@ -183,7 +219,10 @@ export class PaymentIntentObject extends DurableObject<Env> {
     if (rec.mark_state === "pending" && rec.mark_attempts === 0) rec = await this.#mark(rec);
     const outcome = await this.#credit(rec, source);
     const after = this.#store.load();
-    if (outcome.kind === "credited" && after?.mark_state === "pending") await this.#schedule(after);
+    if (outcome.kind === "credited" && after) {
+      if (after.mark_state === "pending") await this.#schedule(after);
+      else await this.ctx.storage.deleteAlarm();
+    }
     return outcome;
   }
 
@@ -211,8 +250,11 @@ export class PaymentIntentObject extends DurableObject<Env> {
     const next = await this.#mark(rec);
     if (next.mark_state === "pending") {
       await this.#schedule(this.#store.update({ retry_count: next.retry_count + 1 }));
+      await this.#report(this.#store.load() ?? next);
     } else {
+      if (next.listed) await this.#report(next);
       this.#store.update({ next_retry_at: null, retry_count: 0 });
+      await this.ctx.storage.deleteAlarm();
     }
   }
 
@@ -246,7 +288,10 @@ export class PaymentIntentObject extends DurableObject<Env> {
       }
       this.#store.journal("credit", failure.kind, `${key}: ${failure.message}`);
       if (failure.kind === "permanent" || failure.kind === "not_found") {
-        this.#store.update({ state: "needs_attention", reason: `credit refused by Stripe: ${failure.message}`, last_error: failure.message, next_retry_at: null });
+        const stuck = this.#store.update({ state: "needs_attention", reason: `credit refused by Stripe: ${failure.message}`, last_error: failure.message, next_retry_at: null });
+        await this.ctx.storage.deleteAlarm();
+        await this.#report(stuck);
+        logEvent("needs_attention", { payment_intent: stuck.payment_intent_id, reason: "credit_refused", error: failure.message });
         return { kind: "needs_attention", customer: rec.customer_id };
       }
       if (!(failure.kind === "ambiguous" && failure.replayed)) return this.#retryLater(rec, `credit: ${failure.message}`);
@@ -260,7 +305,7 @@ export class PaymentIntentObject extends DurableObject<Env> {
     return this.#retryLater(rec, rec.last_error ?? "credit: no answer");
   }
 
-  #recordCredited(tx: LedgerEntry, by: string, via: string): Outcome {
+  async #recordCredited(tx: LedgerEntry, by: string, via: string): Promise<Outcome> {
     const rec = this.#store.update({
       state: "credited",
       balance_transaction_id: tx.id,
@@ -272,6 +317,7 @@ export class PaymentIntentObject extends DurableObject<Env> {
       retry_count: 0,
     });
     this.#store.journal("credit", "done", `${via} → ${tx.id}`);
+    if (rec.listed) await this.#report(rec);
     logEvent("credited", { payment_intent: rec.payment_intent_id, customer: rec.customer_id, amount: rec.amount, currency: rec.currency, balance_transaction: tx.id, by });
     return { kind: "credited", fresh: true };
   }
@@ -333,13 +379,14 @@ export class PaymentIntentObject extends DurableObject<Env> {
       });
       return { kind: "credited", fresh: false };
     }
-    this.#store.insert(paymentIntentId, "needs_attention", {
+    const stuck = this.#store.insert(paymentIntentId, "needs_attention", {
       customer_id: customer,
       amount,
       currency,
       mark_state: "done",
-      reason: "metadata.credited is true but the customer's ledger has no entry for this PaymentIntent",
+      reason: CREDITED_ELSEWHERE,
     });
+    await this.#report(stuck);
     logEvent("needs_attention", { payment_intent: paymentIntentId, reason: "credited_without_ledger_entry" });
     return { kind: "needs_attention", customer };
   }
@@ -347,7 +394,38 @@ export class PaymentIntentObject extends DurableObject<Env> {
   async #retryLater(rec: CreditRecord, error: string): Promise<Outcome> {
     const next = this.#store.update({ last_error: error, retry_count: rec.retry_count + 1 });
     const delay = await this.#schedule(next);
+    await this.#report(this.#store.load() ?? next);
     return { kind: "unavailable", retryAfterSeconds: Math.max(1, Math.ceil(delay / 1000)), customer: rec.customer_id };
+  }
+
+  /**
+   * Keeps the operator registry in step: listed while waiting for a retry or an operator,
+   * removed once credited. Best effort: the record here is the truth, and the operator view
+   * re-checks entries against it.
+   */
+  async #report(rec: CreditRecord): Promise<void> {
+    const registry = this.env.CREDIT_REGISTRY.get(this.env.CREDIT_REGISTRY.idFromName(REGISTRY_NAME));
+    try {
+      if (rec.state === "credited" && rec.mark_state === "done") {
+        await registry.remove(rec.payment_intent_id);
+        this.#store.update({ listed: 0 });
+      } else {
+        await registry.upsert({
+          payment_intent_id: rec.payment_intent_id,
+          state: rec.state === "credited" ? "credited_mark_pending" : rec.state,
+          customer_id: rec.customer_id,
+          amount: rec.amount,
+          currency: rec.currency,
+          last_error: rec.last_error,
+          retry_count: rec.retry_count,
+          next_retry_at: rec.next_retry_at,
+          updated_at: rec.updated_at,
+        });
+        if (!rec.listed) this.#store.update({ listed: 1 });
+      }
+    } catch (err) {
+      logEvent("registry_update_failed", { payment_intent: rec.payment_intent_id, error: String(err) });
+    }
   }
 
   /** Arms the alarm with capped, jittered backoff; returns the delay in ms. */

@@ -40,8 +40,10 @@ export function classifyStripeError(err: unknown): StripeFailure {
   return { kind, replayed, status, code, message };
 }
 
+/** Reads a header whether the SDK hands over a plain record or a fetch `Headers`. */
 function headerOf(headers: unknown, name: string): string | undefined {
   if (!headers || typeof headers !== "object") return undefined;
+  if (headers instanceof Headers) return headers.get(name) ?? undefined;
   const value = (headers as Record<string, unknown>)[name];
   return typeof value === "string" ? value : undefined;
 }

@@ -249,9 +249,15 @@ export class Emulator {
     const fault = this.faults.take(["error_500", "drop", "hang"], method, url.pathname, key);
     if (fault) this.stats.faults_fired++;
     const run = (): SavedResult => {
-      if (fault?.kind === "error_500" || fault?.kind === "drop") {
+      if (fault?.kind === "error_500") {
+        // With `apply`, the write happens and the answer is still a 500: Stripe's docs say a 500
+        // may or may not have applied the request.
+        if (fault.apply) execute();
         return saved(requestId, 500, { error: { type: "api_error", message: "An unknown error occurred while processing the request." } });
       }
+      return execute();
+    };
+    const execute = (): SavedResult => {
       try {
         const body = endpoint.run({
           params,
@@ -273,7 +279,8 @@ export class Emulator {
       const applied = fault.apply ? run() : null;
       if (key !== null && applied && !(fault.saved === false)) this.keys.save(key, applied);
       await this.#hang(c.req.raw.signal);
-      if (key !== null && !applied) this.keys.release(key);
+      // A claim with nothing saved must not outlive the request (release keeps saved results).
+      if (key !== null) this.keys.release(key);
       return finish(dropResponse(), { fault: fault.kind });
     }
 

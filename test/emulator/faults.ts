@@ -2,8 +2,9 @@
 // a path pattern and optionally an Idempotency-Key pattern.
 
 /**
- * - `error_500`: the request begins executing and fails before applying anything; saved under
- *   its key (replayed for the key's life) unless `saved: false`.
+ * - `error_500`: the request begins executing and fails before applying anything (with
+ *   `apply: true`: after applying it); saved under its key (replayed for the key's life) unless
+ *   `saved: false`.
  * - `drop`: the request is applied and its result saved under the key, then the connection is
  *   closed without an answer: the caller never learns that it worked.
  * - `rate_limit`: 429 before anything runs, never saved; `should_retry` sets `Stripe-Should-Retry`.
