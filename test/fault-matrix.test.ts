@@ -4,11 +4,9 @@
 // its object in its final state, and every answer given along the way must agree with that.
 // The table printed at the end shows which cells hold.
 
-import { env } from "cloudflare:workers";
-import { runDurableObjectAlarm } from "cloudflare:test";
 import { afterAll, describe, expect, it } from "vitest";
 import { TEST_BINDINGS } from "./bindings.js";
-import { call, confirm, emu, json, ledgerFor, paidTopUp } from "./helpers.js";
+import { answerOf, call, confirm, emu, expectCreditedOnce, json, paidTopUp, settle, type Answer } from "./helpers.js";
 
 type CallName = "read PI" | "mark" | "credit write" | "ledger list";
 type FaultName = "500 before apply" | "applied then dropped" | "429" | "409 in use" | "hang past timeout" | "replayed 500" | "key expired";
@@ -60,20 +58,6 @@ function faultRules(fault: FaultName, target: Target): Record<string, unknown>[]
   }
 }
 
-interface Answer {
-  status: number;
-  code: string;
-  txId: string | null;
-  retryAfter: string | null;
-}
-
-async function answerOf(res: Response): Promise<Answer> {
-  const body = await json<{ status?: string; balance_transaction_id?: string; error?: { code: string } }>(res);
-  return { status: res.status, code: body.status ?? body.error?.code ?? "?", txId: body.balance_transaction_id ?? null, retryAfter: res.headers.get("retry-after") };
-}
-
-const piObject = (pi: string) => env.PAYMENT_INTENTS.get(env.PAYMENT_INTENTS.idFromName(pi));
-
 const results = new Map<string, string>();
 
 async function runCell(callName: CallName, fault: FaultName): Promise<void> {
@@ -94,40 +78,8 @@ async function runCell(callName: CallName, fault: FaultName): Promise<void> {
 
   const answers: Answer[] = [await answerOf(await confirm(token, pi.id))];
   if (fault === "key expired") await emu("/idempotency/expire", { key: `*${pi.id}*` });
-
-  for (let round = 0; round < 15; round++) {
-    const { record } = await piObject(pi.id).inspect();
-    if (record?.state === "credited" && record.mark_state === "done") break;
-    // Nothing durable means nothing scheduled: the browser retries, as Retry-After tells it to.
-    const ran = record ? await runDurableObjectAlarm(piObject(pi.id)) : false;
-    if (!ran) answers.push(await answerOf(await confirm(token, pi.id)));
-  }
-  answers.push(await answerOf(await confirm(token, pi.id)));
-
-  const { record } = await piObject(pi.id).inspect();
-  const ledger = await ledgerFor(customer.id, pi.id);
-  const stripePi = (await (
-    await fetch(`${env.STRIPE_API_BASE}/v1/payment_intents/${pi.id}`, { headers: { authorization: `Bearer ${TEST_BINDINGS.STRIPE_SECRET_KEY}` } })
-  ).json()) as { metadata: Record<string, string> };
-
-  expect(ledger.map((tx) => tx.amount)).toEqual([-amount]);
-  expect(stripePi.metadata.credited).toBe("true");
-  expect(record?.state).toBe("credited");
-  expect(record?.mark_state).toBe("done");
-  expect(record?.balance_transaction_id).toBe(ledger[0]?.id);
-  // Every answer agrees with the outcome: a 503 with Retry-After while unfinished, then 200 with the one transaction.
-  for (const a of answers) {
-    if (a.status === 503) {
-      expect(a.code).toBe("stripe_unavailable");
-      expect(Number(a.retryAfter)).toBeGreaterThanOrEqual(1);
-    } else {
-      expect(a.status).toBe(200);
-      expect(a.txId).toBe(ledger[0]?.id);
-    }
-  }
-  const firstOk = answers.findIndex((a) => a.status === 200);
-  expect(answers.slice(firstOk).every((a) => a.status === 200)).toBe(true);
-  expect(answers.filter((a) => a.code === "credited").length).toBeLessThanOrEqual(1);
+  await settle(pi.id, token, answers);
+  await expectCreditedOnce(pi.id, customer.id, amount, answers);
   // Nothing left for an operator.
   const listed = await json<{ data: { payment_intent_id: string }[] }>(
     await call("/operator/credits", { headers: { authorization: `Bearer ${TEST_BINDINGS.OPERATOR_TOKEN}` } }),

@@ -3,8 +3,10 @@
 // handler. The emulator is shared by every test file of the run, so tests never reset it: each
 // uses its own accounts and PaymentIntents and scopes latency and faults to their paths.
 
+import { runDurableObjectAlarm } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { SignJWT } from "jose";
+import { expect } from "vitest";
 import { TEST_BINDINGS } from "./bindings.js";
 
 export const ORIGIN = "https://billing.test";
@@ -128,6 +130,16 @@ export async function ledgerFor(customerId: string, paymentIntentId?: string): P
   return list.data.filter((tx) => paymentIntentId === undefined || tx.metadata.payment_intent === paymentIntentId);
 }
 
+/** Adds a fault rule to the emulator; returns its id for `removeFault`. */
+export async function addFault(rule: Record<string, unknown>): Promise<number> {
+  return (await emu<{ id: number }>("/faults", rule)).id;
+}
+
+/** Removes one fault rule (never all: other test files share the emulator). */
+export async function removeFault(id: number): Promise<void> {
+  await emu(`/faults/${id}`, undefined, "DELETE");
+}
+
 /** Makes every Stripe request about this PI and customer take `ms` longer. */
 export async function slowStripe(paymentIntentId: string, customerId: string, ms: number): Promise<void> {
   await emu("/latency", { ms, path: `/v1/payment_intents/${paymentIntentId}**` });
@@ -137,4 +149,75 @@ export async function slowStripe(paymentIntentId: string, customerId: string, ms
 /** Reads a JSON response body. */
 export async function json<T = Record<string, unknown>>(res: Response): Promise<T> {
   return (await res.json()) as T;
+}
+
+/** One answer to a confirm, reduced to what consistency checks need. */
+export interface Answer {
+  status: number;
+  code: string;
+  txId: string | null;
+  retryAfter: string | null;
+}
+
+export async function answerOf(res: Response): Promise<Answer> {
+  const body = await json<{ status?: string; balance_transaction_id?: string; error?: { code: string } }>(res);
+  return { status: res.status, code: body.status ?? body.error?.code ?? "?", txId: body.balance_transaction_id ?? null, retryAfter: res.headers.get("retry-after") };
+}
+
+/** The PaymentIntent object of `paymentIntentId`. */
+export function piObject(paymentIntentId: string) {
+  return env.PAYMENT_INTENTS.get(env.PAYMENT_INTENTS.idFromName(paymentIntentId));
+}
+
+/**
+ * Lets a credit finish the way production would: the object's alarm runs when one is
+ * scheduled, and the browser retries when nothing durable exists (nothing is scheduled then).
+ * Returns every confirm answer given along the way.
+ */
+export async function settle(paymentIntentId: string, token: string, answers: Answer[] = []): Promise<Answer[]> {
+  for (let round = 0; round < 15; round++) {
+    const { record } = await piObject(paymentIntentId).inspect();
+    if (record?.state === "credited" && record.mark_state === "done") break;
+    const ran = record ? await runDurableObjectAlarm(piObject(paymentIntentId)) : false;
+    if (!ran) answers.push(await answerOf(await confirm(token, paymentIntentId)));
+  }
+  answers.push(await answerOf(await confirm(token, paymentIntentId)));
+  return answers;
+}
+
+/** The PaymentIntent as Stripe (the emulator) has it now. */
+export async function stripePaymentIntent(paymentIntentId: string): Promise<PaymentIntent> {
+  const res = await fetch(`${env.STRIPE_API_BASE}/v1/payment_intents/${paymentIntentId}`, {
+    headers: { authorization: `Bearer ${TEST_BINDINGS.STRIPE_SECRET_KEY}` },
+  });
+  return (await res.json()) as PaymentIntent;
+}
+
+/**
+ * The end state every fault must reach: one balance transaction of -amount, the PI marked, the
+ * object final, and every answer along the way consistent with that (503 + Retry-After while
+ * unfinished, then 200 with that one transaction, and at most one "credited").
+ */
+export async function expectCreditedOnce(paymentIntentId: string, customerId: string, amount: number, answers: Answer[]): Promise<void> {
+  const { record } = await piObject(paymentIntentId).inspect();
+  const ledger = await ledgerFor(customerId, paymentIntentId);
+  expect(ledger.map((tx) => tx.amount)).toEqual([-amount]);
+  expect((await stripePaymentIntent(paymentIntentId)).metadata.credited).toBe("true");
+  expect(record?.state).toBe("credited");
+  expect(record?.mark_state).toBe("done");
+  expect(record?.balance_transaction_id).toBe(ledger[0]?.id);
+  for (const a of answers) {
+    if (a.status === 503) {
+      expect(a.code).toBe("stripe_unavailable");
+      expect(Number(a.retryAfter)).toBeGreaterThanOrEqual(1);
+    } else {
+      expect(a.status).toBe(200);
+      expect(a.txId).toBe(ledger[0]?.id);
+    }
+  }
+  // Answers are in the order the calls started; once one was credited, none is unfinished.
+  // Several may say "credited": every caller that joined the attempt that wrote the credit.
+  const firstOk = answers.findIndex((a) => a.status === 200);
+  expect(firstOk).toBeGreaterThanOrEqual(0);
+  expect(answers.slice(firstOk).every((a) => a.status === 200)).toBe(true);
 }

@@ -4,6 +4,7 @@
 
 import type { Env } from "../env.js";
 import { ApiError } from "../errors.js";
+import { logEvent } from "../log.js";
 
 /** The PaymentIntent object for `paymentIntentId`. */
 export function paymentIntentObject(env: Env, paymentIntentId: string) {
@@ -20,16 +21,22 @@ interface DurableObjectError {
   overloaded?: boolean;
 }
 
-/** Runs an RPC call (building a fresh stub each time), retrying once if the platform says it may. */
+/**
+ * Runs an RPC call (building a fresh stub each time), retrying once if the platform says it may.
+ * An object that fails mid-call (reset, deploy, crash) has left its record behind and its
+ * watchdog alarm armed, so the caller is told to come back rather than handed a 500.
+ */
 export async function callObject<T>(call: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await call();
     } catch (err) {
+      if (err instanceof ApiError) throw err;
       const e = (typeof err === "object" && err !== null ? err : {}) as DurableObjectError;
       if (e.overloaded) throw new ApiError(429, "rate_limited", "Too many requests for this payment; try again shortly.", {}, { "Retry-After": "1" });
       if (e.retryable && attempt < 2) continue;
-      throw err;
+      logEvent("object_call_failed", { error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) });
+      throw new ApiError(503, "stripe_unavailable", "The credit could not finish now; it will finish on its own. Try again later.", {}, { "Retry-After": "1" });
     }
   }
 }

@@ -114,6 +114,13 @@ export function controlApi(emu: Emulator): Hono {
     return c.json(rule);
   });
   app.get("/faults", (c) => c.json({ data: emu.faults.rules }));
+  // One rule, by the id its creation returned: tests sharing an emulator remove only their own.
+  app.delete("/faults/:id", (c) => {
+    const id = Number(c.req.param("id"));
+    const before = emu.faults.rules.length;
+    emu.faults.rules = emu.faults.rules.filter((r) => r.id !== id);
+    return c.json({ removed: before - emu.faults.rules.length });
+  });
   app.delete("/faults", (c) => {
     emu.faults.rules = [];
     return c.json({ ok: true });

@@ -51,6 +51,7 @@ export interface RequestRecord {
   endpoint: string;
   idempotency_key: string | null;
   params: unknown;
+  /** 0 while the request is still being served. */
   status: number;
   replayed: boolean;
   fault: string | null;
@@ -171,11 +172,12 @@ export class Emulator {
     this.stats.requests++;
     this.stats.calls[name] = (this.stats.calls[name] ?? 0) + 1;
     if (key !== null) this.stats.keys[key] = (this.stats.keys[key] ?? 0) + 1;
+    // Logged on arrival with status 0, completed in place: tests can see a request in flight.
+    if (this.log.length >= LOG_LIMIT) this.log.shift();
+    this.log.push(record);
 
     const finish = (res: Response, extra: Partial<RequestRecord> = {}): Response => {
       Object.assign(record, extra, { status: res.status, duration_ms: Date.now() - started });
-      if (this.log.length >= LOG_LIMIT) this.log.shift();
-      this.log.push(record);
       this.#print?.(
         `${method} ${url.pathname}${url.search} → ${record.status} ${record.duration_ms}ms` +
           (key ? ` key=${key}` : "") +

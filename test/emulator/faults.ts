@@ -39,10 +39,26 @@ export interface LatencyRule {
   path: string;
 }
 
-/** `*` matches within one path segment, `**` across segments; the rest is literal. */
+/** `*` matches within one path segment, `**` across segments, `{a,b}` either; the rest is literal. */
 export function globToRegExp(glob: string): RegExp {
-  const escaped = glob.replace(/[.+?^${}()|[\]\\]/g, "\\$&");
-  return new RegExp(`^${escaped.replace(/\*\*/g, "\u0000").replace(/\*/g, "[^/]*").replace(/\u0000/g, ".*")}$`);
+  let out = "";
+  let depth = 0;
+  for (let i = 0; i < glob.length; i++) {
+    const ch = glob[i] as string;
+    if (ch === "*" && glob[i + 1] === "*") {
+      out += ".*";
+      i++;
+    } else if (ch === "*") out += "[^/]*";
+    else if (ch === "{") {
+      out += "(?:";
+      depth++;
+    } else if (ch === "}" && depth > 0) {
+      out += ")";
+      depth--;
+    } else if (ch === "," && depth > 0) out += "|";
+    else out += ch.replace(/[.+?^${}()|[\]\\]/g, "\\$&");
+  }
+  return new RegExp(`^${out}$`);
 }
 
 function matches(rule: { method: string; path: string }, method: string, path: string): boolean {
