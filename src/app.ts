@@ -10,6 +10,7 @@ import type { AppEnv } from "./http.js";
 import { logEvent } from "./log.js";
 import { billing } from "./routes/billing.js";
 import { operator } from "./routes/operator.js";
+import { webhook } from "./routes/webhook.js";
 import { validationHook } from "./routes/validation.js";
 
 /** Origins from ALLOWED_ORIGINS (comma-separated). */
@@ -52,6 +53,7 @@ export function buildApp(): OpenAPIHono<AppEnv> {
   app.get("/healthz", (c) => c.json({ ok: true }));
   app.route("/billing", billing);
   app.route("/operator", operator);
+  app.route("/stripe/webhook", webhook);
 
   app.notFound((c) => c.json(new ApiError(404, "not_found", "No such route.").body(), 404));
   app.onError(errorBoundary);

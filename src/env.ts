@@ -29,6 +29,12 @@ export interface Env {
   STRIPE_TIMEOUT_MS?: string;
   /** Retries the Stripe SDK makes with the same Idempotency-Key (default 2). */
   STRIPE_MAX_NETWORK_RETRIES?: string;
+  /** "false" stops refunds and disputes from taking credit back (default on). */
+  REVERSE_ON_REFUND?: string;
+  /** Top-up limits in the currency's minor unit, and the accepted currencies (comma-separated). */
+  TOPUP_MIN?: string;
+  TOPUP_MAX?: string;
+  TOPUP_CURRENCIES?: string;
 }
 
 /** A positive integer setting, or `fallback` when unset or malformed. */
@@ -36,4 +42,21 @@ export function intSetting(value: string | undefined, fallback: number): number 
   if (value === undefined || value.trim() === "") return fallback;
   const n = Number(value);
   return Number.isInteger(n) && n >= 0 ? n : fallback;
+}
+
+/** The default currency for an account that has none yet: the first accepted top-up currency. */
+export function defaultCurrency(env: Env): string {
+  return (env.TOPUP_CURRENCIES ?? "usd").split(",")[0]?.trim().toLowerCase() || "usd";
+}
+
+/** Top-up limits from configuration. */
+export function topUpLimits(env: Env): { min: number; max: number; currencies: string[] } {
+  return {
+    min: intSetting(env.TOPUP_MIN, 500),
+    max: intSetting(env.TOPUP_MAX, 100_000),
+    currencies: (env.TOPUP_CURRENCIES ?? "usd")
+      .split(",")
+      .map((c) => c.trim().toLowerCase())
+      .filter((c) => /^[a-z]{3}$/.test(c)),
+  };
 }

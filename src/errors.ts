@@ -15,6 +15,8 @@ export type ErrorCode =
   | "payment_not_succeeded"
   | "payment_not_creditable"
   | "credit_needs_attention"
+  | "idempotency_key_reused"
+  | "invalid_signature"
   | "payload_too_large"
   | "unsupported_media_type"
   | "rate_limited"

@@ -17,6 +17,17 @@
 //   last_error             the last Stripe failure, for the operator view
 //   retry_count, next_retry_at   the alarm's backoff
 //   listed                 1 while the PI is in the operator registry (see registry.ts)
+//   account_id             the account to tell about balance changes (PI metadata or the caller)
+//
+// facts (name, value): what Stripe told us about the charge; `amount_refunded` is cumulative
+// disputes: dispute_id, amount, status (open | won | lost; closed never reopens), first_seen
+// adjustments (one row per reversal or restoration, planned before it is written):
+//   operation     refund:{level} | dispute:{dp} | restore:{dp}; key credit-adjust:{pi}:{operation}
+//   kind, direction (debit takes credit back, credit gives it back), amount, dispute_id
+//   attempt, sent   the same attempt state as the credit's (see ledger-write.ts)
+//   state         pending | done | needs_attention;  balance_transaction_id, ending_balance
+// notice (payment_intent_id, received_at, attempts): a payment_intent.succeeded webhook that
+//   arrived before any record; the alarm turns it into a credit
 //
 // States
 //   verified          Stripe said succeeded and creditable; intent recorded; not yet credited
@@ -46,9 +57,41 @@ export interface CreditRecord {
   retry_count: number;
   next_retry_at: number | null;
   listed: number;
+  account_id: string | null;
   created_at: number;
   updated_at: number;
   credited_at: number | null;
+}
+
+export type DisputeStatus = "open" | "won" | "lost";
+
+export interface DisputeFact {
+  dispute_id: string;
+  amount: number;
+  status: DisputeStatus;
+  first_seen: number;
+}
+
+export interface AdjustmentRecord {
+  operation: string;
+  kind: "refund" | "dispute" | "restore";
+  direction: "debit" | "credit";
+  amount: number;
+  dispute_id: string | null;
+  attempt: number;
+  sent: number;
+  state: "pending" | "done" | "needs_attention";
+  balance_transaction_id: string | null;
+  ending_balance: number | null;
+  last_error: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface Notice {
+  payment_intent_id: string;
+  received_at: number;
+  attempts: number;
 }
 
 export interface JournalEntry {
@@ -78,6 +121,7 @@ CREATE TABLE IF NOT EXISTS credit (
   retry_count INTEGER NOT NULL DEFAULT 0,
   next_retry_at INTEGER,
   listed INTEGER NOT NULL DEFAULT 0,
+  account_id TEXT,
   created_at INTEGER NOT NULL,
   updated_at INTEGER NOT NULL,
   credited_at INTEGER
@@ -88,6 +132,33 @@ CREATE TABLE IF NOT EXISTS journal (
   step TEXT NOT NULL,
   outcome TEXT NOT NULL,
   detail TEXT
+);
+CREATE TABLE IF NOT EXISTS facts (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS disputes (
+  dispute_id TEXT PRIMARY KEY,
+  amount INTEGER NOT NULL,
+  status TEXT NOT NULL,
+  first_seen INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS adjustments (
+  operation TEXT PRIMARY KEY,
+  kind TEXT NOT NULL,
+  direction TEXT NOT NULL,
+  amount INTEGER NOT NULL,
+  dispute_id TEXT,
+  attempt INTEGER NOT NULL DEFAULT 1,
+  sent INTEGER NOT NULL DEFAULT 0,
+  state TEXT NOT NULL DEFAULT 'pending',
+  balance_transaction_id TEXT,
+  ending_balance INTEGER,
+  last_error TEXT,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS notice (
+  payment_intent_id TEXT PRIMARY KEY,
+  received_at INTEGER NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0
 );`;
 
 /** Keeps the journal bounded on a PI that fails for days. */
@@ -110,6 +181,13 @@ export class CreditStore {
     return this.#hasSchema;
   }
 
+  #ensureSchema(): void {
+    if (!this.#schemaExists()) {
+      this.sql.exec(SCHEMA);
+      this.#hasSchema = true;
+    }
+  }
+
   load(): CreditRecord | null {
     if (!this.#schemaExists()) return null;
     const rows = this.sql.exec<Record<string, SqlStorageValue>>("SELECT * FROM credit LIMIT 1").toArray();
@@ -118,10 +196,7 @@ export class CreditStore {
 
   /** Records a new PI's state; `fields` are what is known at that point. */
   insert(paymentIntentId: string, state: CreditState, fields: Partial<CreditRecord> = {}): CreditRecord {
-    if (!this.#schemaExists()) {
-      this.sql.exec(SCHEMA);
-      this.#hasSchema = true;
-    }
+    this.#ensureSchema();
     const now = Date.now();
     const row: CreditRecord = {
       payment_intent_id: paymentIntentId,
@@ -141,6 +216,7 @@ export class CreditStore {
       retry_count: 0,
       next_retry_at: null,
       listed: 0,
+      account_id: null,
       created_at: now,
       updated_at: now,
       credited_at: null,
@@ -163,6 +239,88 @@ export class CreditStore {
     const rec = this.load();
     if (!rec) throw new Error("credit record vanished during update");
     return rec;
+  }
+
+  /** Raises the cumulative refunded amount (events arrive out of order; it never goes down). */
+  noteRefunded(amountRefunded: number): number {
+    this.#ensureSchema();
+    this.sql.exec(
+      "INSERT INTO facts (name, value) VALUES ('amount_refunded', ?) ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)",
+      amountRefunded,
+    );
+    return this.refunded();
+  }
+
+  refunded(): number {
+    if (!this.#schemaExists()) return 0;
+    const row = this.sql.exec<{ value: number }>("SELECT value FROM facts WHERE name = 'amount_refunded'").toArray()[0];
+    return row?.value ?? 0;
+  }
+
+  /** Records what a dispute event says; a closed dispute stays closed whatever arrives later. */
+  noteDispute(disputeId: string, amount: number, status: DisputeStatus): void {
+    this.#ensureSchema();
+    this.sql.exec(
+      `INSERT INTO disputes (dispute_id, amount, status, first_seen) VALUES (?, ?, ?, ?)
+       ON CONFLICT (dispute_id) DO UPDATE SET status = CASE WHEN status = 'open' THEN excluded.status ELSE status END`,
+      disputeId,
+      amount,
+      status,
+      Date.now(),
+    );
+  }
+
+  disputes(): DisputeFact[] {
+    if (!this.#schemaExists()) return [];
+    return this.sql.exec<Record<string, SqlStorageValue>>("SELECT * FROM disputes ORDER BY first_seen, dispute_id").toArray() as unknown as DisputeFact[];
+  }
+
+  adjustments(): AdjustmentRecord[] {
+    if (!this.#schemaExists()) return [];
+    return this.sql.exec<Record<string, SqlStorageValue>>("SELECT * FROM adjustments ORDER BY created_at, operation").toArray() as unknown as AdjustmentRecord[];
+  }
+
+  /** Plans an adjustment (durably, before any Stripe write for it). */
+  planAdjustment(a: Pick<AdjustmentRecord, "operation" | "kind" | "direction" | "amount" | "dispute_id">): void {
+    this.#ensureSchema();
+    const now = Date.now();
+    this.sql.exec(
+      "INSERT INTO adjustments (operation, kind, direction, amount, dispute_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (operation) DO NOTHING",
+      a.operation,
+      a.kind,
+      a.direction,
+      a.amount,
+      a.dispute_id,
+      now,
+      now,
+    );
+    this.journal("adjust", "planned", `${a.operation} ${a.direction} ${a.amount}`);
+  }
+
+  updateAdjustment(operation: string, patch: Partial<Omit<AdjustmentRecord, "operation" | "created_at">>): void {
+    const entries = Object.entries({ ...patch, updated_at: Date.now() });
+    this.sql.exec(`UPDATE adjustments SET ${entries.map(([k]) => `${k} = ?`).join(", ")} WHERE operation = ?`, ...entries.map(([, v]) => v as SqlStorageValue), operation);
+  }
+
+  /** Remembers a payment_intent.succeeded webhook that came before any record. */
+  noteNotice(paymentIntentId: string): void {
+    this.#ensureSchema();
+    this.sql.exec("INSERT INTO notice (payment_intent_id, received_at) VALUES (?, ?) ON CONFLICT (payment_intent_id) DO NOTHING", paymentIntentId, Date.now());
+  }
+
+  notice(): Notice | null {
+    if (!this.#schemaExists()) return null;
+    return (this.sql.exec<Record<string, SqlStorageValue>>("SELECT * FROM notice LIMIT 1").toArray()[0] as unknown as Notice | undefined) ?? null;
+  }
+
+  /** Counts one more try of the notice and returns it. */
+  bumpNotice(): number {
+    this.sql.exec("UPDATE notice SET attempts = attempts + 1");
+    return this.notice()?.attempts ?? 0;
+  }
+
+  clearNotice(): void {
+    if (this.#schemaExists()) this.sql.exec("DELETE FROM notice");
   }
 
   /** Appends one line to the journal; only once a record exists (junk leaves no trace). */

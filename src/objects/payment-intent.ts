@@ -8,18 +8,26 @@
 // the truth, and each step records what it is about to do before the Stripe call that does it.
 // blockConcurrencyWhile is not used around Stripe calls: it resets the object on a throw or
 // after 30 s (WORKERS-FACTS.md).
+//
+// An attempt, for a PI in each state:
+//   no record   read the PI, assess it for the caller, record the intent, then as "verified"
+//   verified    mark (once, best effort), credit (ledger-write.ts), then follow-up work
+//   credited    follow-up work: reversals from refunds and disputes, a mark still pending
+//   other       final; nothing to do
 
 import { DurableObject } from "cloudflare:workers";
 import type Stripe from "stripe";
 import type { Env } from "../env.js";
 import { assessPaymentIntent, type Assessment } from "../credit/policy.js";
 import type { Caller, ConfirmResult } from "../credit/result.js";
+import { missingAdjustments, netOf } from "../credit/reversals.js";
 import { logEvent } from "../log.js";
 import { createStripe, isLiveKey } from "../stripe/client.js";
-import { classifyStripeError, type StripeFailure } from "../stripe/errors.js";
-import { creditKey, creditParams, markKey } from "../stripe/keys.js";
-import { CreditStore, type CreditRecord, type JournalEntry } from "./credit-store.js";
+import { classifyStripeError } from "../stripe/errors.js";
+import { adjustmentKey, adjustmentParams, creditKey, creditParams, markKey } from "../stripe/keys.js";
 import { backoffMs } from "./backoff.js";
+import { CreditStore, type AdjustmentRecord, type CreditRecord, type DisputeFact, type DisputeStatus, type JournalEntry } from "./credit-store.js";
+import { LedgerWriter, type LedgerEntry } from "./ledger-write.js";
 import { REGISTRY_NAME } from "./registry.js";
 
 /** What one attempt concluded, independent of who asked; answers are derived per caller. */
@@ -32,20 +40,27 @@ type Outcome =
   | { kind: "needs_attention"; customer: string | null }
   | { kind: "unavailable"; retryAfterSeconds: number; customer: string | null };
 
-/** A balance transaction as far as the protocol needs it. */
-interface LedgerEntry {
-  id: string;
-  ending_balance: number;
+/** What a verified Stripe webhook says about this PI. */
+export type WebhookFact =
+  | { kind: "succeeded" }
+  | { kind: "refunded"; amountRefunded: number }
+  | { kind: "dispute"; disputeId: string; amount: number; status: DisputeStatus };
+
+/** Everything the object knows about its PI, for tests and operators. */
+export interface Inspection {
+  record: CreditRecord | null;
+  amounts: { credited: number; reversed: number; net: number } | null;
+  amount_refunded: number;
+  disputes: DisputeFact[];
+  adjustments: AdjustmentRecord[];
+  journal: JournalEntry[];
 }
 
 const PI_ID = /^pi_[A-Za-z0-9]+$/;
 /** How far before the recorded intent the ledger search looks (clock skew between us and Stripe). */
 const LEDGER_SLACK_SECONDS = 3600;
-const LEDGER_MAX_PAGES = 20;
 /** Retry-After for a caller whose PI could not even be read (nothing recorded, nothing scheduled). */
 const READ_RETRY_AFTER_SECONDS = 2;
-/** Credit writes one attempt may make: a first key, then a next key after a replayed failure. */
-const MAX_WRITES_PER_ATTEMPT = 3;
 /**
  * Armed when the intent is recorded, before the first Stripe write: if the object dies
  * mid-protocol (eviction, deploy, crash), this alarm finishes the credit with no caller.
@@ -54,10 +69,16 @@ const WATCHDOG_MS = 30_000;
 /** The needs_attention reason for a PI marked credited with no ledger entry to show for it. */
 const CREDITED_ELSEWHERE = "metadata.credited is true but the customer's ledger has no entry for this PaymentIntent";
 
+/** The ledger entry that is this PI's credit: ours and the older server's carry only `payment_intent`. */
+function isCreditOf(paymentIntentId: string) {
+  return (tx: Stripe.CustomerBalanceTransaction) => tx.metadata?.payment_intent === paymentIntentId && !tx.metadata?.operation;
+}
+
 /** The per-PaymentIntent Durable Object; its public methods are the RPC surface. */
 export class PaymentIntentObject extends DurableObject<Env> {
   #store: CreditStore;
   #stripe: Stripe | null = null;
+  #writer: LedgerWriter | null = null;
   #inflight: { owner: string | null; promise: Promise<Outcome> } | null = null;
   /** Stripe calls made by the attempt in flight, for the log line. */
   #calls = 0;
@@ -84,55 +105,86 @@ export class PaymentIntentObject extends DurableObject<Env> {
         if (outcome.kind === "not_owned" && running.owner !== owner) continue;
         return this.#answer(outcome, owner);
       }
-      return this.#answer(await this.#startAttempt(paymentIntentId, owner, caller.kind), owner);
+      return this.#answer(await this.#startAttempt(paymentIntentId, owner, caller, caller.kind === "browser" ? caller.accountId : null), owner);
     }
     return { ok: false, code: "stripe_unavailable", retryAfterSeconds: READ_RETRY_AFTER_SECONDS };
   }
 
-  /** Finishes a credit (or its mark) that could not finish while a caller waited. */
+  /**
+   * Records what a verified webhook says and arms the alarm to act on it; answers at once, so
+   * Stripe's delivery never waits on Stripe's API. Redeliveries and duplicate events change
+   * nothing: the facts are cumulative or keyed by the dispute.
+   */
+  async notify(paymentIntentId: string, fact: WebhookFact): Promise<{ accepted: boolean }> {
+    if (!PI_ID.test(paymentIntentId)) return { accepted: false };
+    const rec = this.#store.load();
+    if (rec && rec.payment_intent_id !== paymentIntentId) return { accepted: false };
+    switch (fact.kind) {
+      case "succeeded":
+        if (rec && rec.state !== "verified") return { accepted: true };
+        if (!rec) this.#store.noteNotice(paymentIntentId);
+        break;
+      case "refunded":
+        this.#store.noteRefunded(fact.amountRefunded);
+        this.#store.journal("webhook", "refunded", String(fact.amountRefunded));
+        break;
+      case "dispute":
+        this.#store.noteDispute(fact.disputeId, fact.amount, fact.status);
+        this.#store.journal("webhook", `dispute ${fact.status}`, `${fact.disputeId} ${fact.amount}`);
+        break;
+    }
+    const due = await this.ctx.storage.getAlarm();
+    if (due === null || due > Date.now()) await this.ctx.storage.setAlarm(Date.now());
+    return { accepted: true };
+  }
+
+  /** Finishes what could not finish while a caller waited: a credit, its reversals, its mark. */
   override async alarm(): Promise<void> {
     const rec = this.#store.load();
-    if (!rec) return;
     try {
-      if (rec.state === "verified") {
-        await this.confirm(rec.payment_intent_id, { kind: "alarm" });
-      } else if (rec.state === "credited" && rec.mark_state === "pending") {
-        await this.#retryMark(rec);
-      }
+      if (!rec) await this.#creditFromNotice();
+      else if (rec.state === "verified" || rec.state === "credited") await this.#work(rec.payment_intent_id, "alarm");
     } catch (err) {
       // Never throw out of an alarm: the platform gives up after six retries. Re-arm instead.
-      const next = this.#store.update({ last_error: `alarm: ${String(err)}`, retry_count: rec.retry_count + 1 });
-      await this.#schedule(next);
+      logEvent("alarm_failed", { payment_intent: rec?.payment_intent_id ?? null, error: String(err) });
+      if (rec) await this.#schedule(this.#store.update({ last_error: `alarm: ${String(err)}`, retry_count: rec.retry_count + 1 }));
+      else await this.ctx.storage.setAlarm(Date.now() + backoffMs(1));
     }
   }
 
-  /** The durable record and journal, for tests and the operator view. */
-  async inspect(): Promise<{ record: CreditRecord | null; journal: JournalEntry[] }> {
-    return { record: this.#store.load(), journal: this.#store.journalEntries() };
+  /** The durable record and everything around it. */
+  async inspect(): Promise<Inspection> {
+    const record = this.#store.load();
+    const adjustments = this.#store.adjustments();
+    return {
+      record,
+      amounts: record?.state === "credited" ? netOf(record.amount ?? 0, adjustments.filter((a) => a.state === "done")) : null,
+      amount_refunded: this.#store.refunded(),
+      disputes: this.#store.disputes(),
+      adjustments,
+      journal: this.#store.journalEntries(),
+    };
   }
 
   /**
-   * An operator's "retry now". A waiting credit runs at once. A credit Stripe refused runs
-   * again under a new key, after a ledger look (the operator fixed the cause). A PI marked
-   * credited elsewhere only has its ledger searched again: it is never credited blindly.
+   * An operator's "retry now". Waiting work runs at once. A credit Stripe refused runs again
+   * under a new key, after a ledger look (the operator fixed the cause). A PI marked credited
+   * elsewhere only has its ledger searched again: it is never credited blindly.
    */
   async retryNow(): Promise<{ result: ConfirmResult | null; record: CreditRecord | null }> {
     const rec = this.#store.load();
     if (!rec) return { result: null, record: null };
     this.#store.journal("operator", "retry", rec.state);
-    if (rec.state === "needs_attention") {
-      if (rec.reason === CREDITED_ELSEWHERE) {
-        const found = await this.#findLedgerEntry(rec, 0);
-        if (found && found !== "unavailable") {
-          this.#store.update({ state: "credited", balance_transaction_id: found.id, ending_balance: found.ending_balance, credited_by: "ledger", credited_at: Date.now(), reason: null });
-          await this.#report(this.#store.load() ?? rec);
-        }
-        return { result: await this.confirm(rec.payment_intent_id, { kind: "operator" }), record: this.#store.load() };
+    if (rec.state === "needs_attention" && rec.reason === CREDITED_ELSEWHERE) {
+      const found = await this.#ledger.find(rec.customer_id as string, 0, isCreditOf(rec.payment_intent_id));
+      if (found && found !== "unavailable") {
+        await this.#recordCredited(found, "operator", "ledger");
+        await this.#report(this.#store.load() ?? rec);
       }
+    } else if (rec.state === "needs_attention") {
       this.#store.update({ state: "verified", reason: null, credit_attempt: rec.credit_attempt + 1, credit_write: "sent", retry_count: 0 });
-    } else if (rec.state === "credited" && rec.mark_state === "pending") {
-      await this.#retryMark(rec);
-      return { result: await this.confirm(rec.payment_intent_id, { kind: "operator" }), record: this.#store.load() };
+    } else if (rec.state === "credited") {
+      await this.#work(rec.payment_intent_id, "operator");
     }
     return { result: await this.confirm(rec.payment_intent_id, { kind: "operator" }), record: this.#store.load() };
   }
@@ -142,10 +194,23 @@ export class PaymentIntentObject extends DurableObject<Env> {
     return this.#stripe;
   }
 
-  #startAttempt(paymentIntentId: string, owner: string | null, source: Caller["kind"]): Promise<Outcome> {
+  get #ledger(): LedgerWriter {
+    this.#writer ??= new LedgerWriter(
+      this.#client,
+      (step, outcome, detail) => this.#store.journal(step, outcome, detail),
+      () => this.#calls++,
+    );
+    return this.#writer;
+  }
+
+  get #reverseEnabled(): boolean {
+    return (this.env.REVERSE_ON_REFUND ?? "true").toLowerCase() !== "false";
+  }
+
+  #startAttempt(paymentIntentId: string, owner: string | null, caller: Caller, accountId: string | null): Promise<Outcome> {
     const started = Date.now();
     this.#calls = 0;
-    const promise = this.#run(paymentIntentId, owner, source)
+    const promise = this.#run(paymentIntentId, owner, caller.kind, accountId)
       .catch((err: unknown): Outcome => {
         logEvent("credit_attempt_crashed", { payment_intent: paymentIntentId, error: String(err) });
         return { kind: "unavailable", retryAfterSeconds: READ_RETRY_AFTER_SECONDS, customer: null };
@@ -154,7 +219,7 @@ export class PaymentIntentObject extends DurableObject<Env> {
         if (this.#inflight?.promise === promise) this.#inflight = null;
         logEvent("credit_attempt", {
           payment_intent: paymentIntentId,
-          source,
+          source: caller.kind,
           outcome: outcome.kind,
           stripe_calls: this.#calls,
           duration_ms: Date.now() - started,
@@ -165,8 +230,18 @@ export class PaymentIntentObject extends DurableObject<Env> {
     return promise;
   }
 
-  async #run(paymentIntentId: string, owner: string | null, source: Caller["kind"]): Promise<Outcome> {
+  /** Work on behalf of the object itself (alarm, operator): after any attempt in flight, one more. */
+  async #work(paymentIntentId: string, source: "alarm" | "operator"): Promise<Outcome> {
+    for (let pass = 0; pass < 8 && this.#inflight; pass++) await this.#inflight.promise;
+    return this.#startAttempt(paymentIntentId, null, { kind: source }, null);
+  }
+
+  async #run(paymentIntentId: string, owner: string | null, source: Caller["kind"], accountId: string | null): Promise<Outcome> {
     let rec = this.#store.load();
+    if (rec?.state === "credited") {
+      await this.#followUp(rec);
+      return { kind: "credited", fresh: false };
+    }
     if (rec && rec.state !== "verified") return outcomeOfFinal(rec, false);
     if (rec) {
       if (owner !== null && rec.customer_id !== owner) return { kind: "not_owned", customer: rec.customer_id };
@@ -186,17 +261,20 @@ export class PaymentIntentObject extends DurableObject<Env> {
 
     const verdict = assessPaymentIntent(pi, owner, isLiveKey(this.env.STRIPE_SECRET_KEY));
     if (!verdict.ok) return this.#refuse(paymentIntentId, verdict, owner);
-    // The record might have been written while we awaited Stripe only by this same attempt,
-    // since attempts are serialised; load again anyway so a bug cannot create two rows.
-    if (this.#store.load()) return this.#run(paymentIntentId, owner, source);
-    if (verdict.creditedElsewhere) return this.#adoptCreditedElsewhere(paymentIntentId, verdict.customer, verdict.amount, verdict.currency);
+    // Attempts are serialised, so no other row can have appeared while we awaited Stripe; load
+    // again anyway so that a bug elsewhere cannot make two.
+    if (this.#store.load()) return this.#run(paymentIntentId, owner, source, accountId);
+    const account = pi.metadata?.account_id || accountId;
+    if (verdict.creditedElsewhere) return this.#adoptCreditedElsewhere(paymentIntentId, verdict.customer, verdict.amount, verdict.currency, account);
     rec = this.#store.insert(paymentIntentId, "verified", {
       customer_id: verdict.customer,
       amount: verdict.amount,
       currency: verdict.currency,
+      account_id: account,
       next_retry_at: Date.now() + WATCHDOG_MS,
     });
     await this.ctx.storage.setAlarm(Date.now() + WATCHDOG_MS);
+    this.#store.clearNotice();
     return this.#complete(rec, source);
   }
 
@@ -214,15 +292,12 @@ export class PaymentIntentObject extends DurableObject<Env> {
     }
   }
 
-  /** Mark (once, best effort) and credit a verified record. */
+  /** Mark (once, best effort) and credit a verified record; follow-up work goes to the alarm. */
   async #complete(rec: CreditRecord, source: Caller["kind"]): Promise<Outcome> {
     if (rec.mark_state === "pending" && rec.mark_attempts === 0) rec = await this.#mark(rec);
     const outcome = await this.#credit(rec, source);
     const after = this.#store.load();
-    if (outcome.kind === "credited" && after) {
-      if (after.mark_state === "pending") await this.#schedule(after);
-      else await this.ctx.storage.deleteAlarm();
-    }
+    if (outcome.kind === "credited" && after) await this.#scheduleFollowUp(after, false);
     return outcome;
   }
 
@@ -230,130 +305,139 @@ export class PaymentIntentObject extends DurableObject<Env> {
   async #mark(rec: CreditRecord): Promise<CreditRecord> {
     const attempt = rec.mark_attempts + 1;
     rec = this.#store.update({ mark_attempts: attempt });
+    const key = markKey(rec.payment_intent_id, attempt);
     try {
       this.#calls++;
-      await this.#client.paymentIntents.update(
-        rec.payment_intent_id,
-        { metadata: { credited: "true" } },
-        { idempotencyKey: markKey(rec.payment_intent_id, attempt) },
-      );
-      this.#store.journal("mark", "done", markKey(rec.payment_intent_id, attempt));
+      await this.#client.paymentIntents.update(rec.payment_intent_id, { metadata: { credited: "true" } }, { idempotencyKey: key });
+      this.#store.journal("mark", "done", key);
       return this.#store.update({ mark_state: "done" });
     } catch (err) {
       const failure = classifyStripeError(err);
-      this.#store.journal("mark", failure.kind, failure.message);
+      this.#store.journal("mark", failure.kind, `${key}: ${failure.message}`);
       return this.#store.update({ last_error: `mark: ${failure.message}` });
     }
   }
 
-  async #retryMark(rec: CreditRecord): Promise<void> {
-    const next = await this.#mark(rec);
-    if (next.mark_state === "pending") {
-      await this.#schedule(this.#store.update({ retry_count: next.retry_count + 1 }));
-      await this.#report(this.#store.load() ?? next);
-    } else {
-      if (next.listed) await this.#report(next);
-      this.#store.update({ next_retry_at: null, retry_count: 0 });
-      await this.ctx.storage.deleteAlarm();
-    }
-  }
-
-  /**
-   * Writes the credit exactly once. When a previous write's outcome is unknown, look at the
-   * ledger before writing again; write under a new key only after the old key's request is
-   * known to be finished (its failure replayed) and the ledger still shows nothing. A key that
-   * Stripe has pruned is caught by the ledger look, which always comes first.
-   */
+  /** Writes the credit exactly once (see ledger-write.ts). */
   async #credit(rec: CreditRecord, source: Caller["kind"]): Promise<Outcome> {
-    for (let write = 0; write < MAX_WRITES_PER_ATTEMPT; write++) {
-      if (rec.credit_write === "sent") {
-        const found = await this.#findLedgerEntry(rec);
-        if (found === "unavailable") return this.#retryLater(rec, "ledger: unavailable");
-        if (found) return this.#recordCredited(found, source, "ledger");
-      } else {
-        rec = this.#store.update({ credit_write: "sent" });
-      }
-      const key = creditKey(rec.payment_intent_id, rec.credit_attempt);
-      let failure: StripeFailure;
-      try {
-        this.#calls++;
-        const tx = await this.#client.customers.createBalanceTransaction(
-          rec.customer_id as string,
-          creditParams(rec.payment_intent_id, rec.amount as number, rec.currency as string),
-          { idempotencyKey: key },
-        );
-        return this.#recordCredited(tx, source, key);
-      } catch (err) {
-        failure = classifyStripeError(err);
-      }
-      this.#store.journal("credit", failure.kind, `${key}: ${failure.message}`);
-      if (failure.kind === "permanent" || failure.kind === "not_found") {
-        const stuck = this.#store.update({ state: "needs_attention", reason: `credit refused by Stripe: ${failure.message}`, last_error: failure.message, next_retry_at: null });
+    const pi = rec.payment_intent_id;
+    const result = await this.#ledger.write(
+      {
+        customerId: rec.customer_id as string,
+        keyBase: creditKey(pi, 1),
+        params: creditParams(pi, rec.amount as number, rec.currency as string),
+        matches: isCreditOf(pi),
+        sinceSeconds: Math.floor(rec.created_at / 1000) - LEDGER_SLACK_SECONDS,
+        attempt: rec.credit_attempt,
+        sent: rec.credit_write === "sent",
+        save: ({ attempt, sent }) => {
+          this.#store.update({ credit_attempt: attempt, credit_write: sent ? "sent" : "none" });
+        },
+      },
+      "credit",
+    );
+    switch (result.kind) {
+      case "done":
+        return this.#recordCredited(result.entry, source, result.via);
+      case "unavailable":
+        return this.#retryLater(this.#store.load() ?? rec, result.error);
+      case "refused": {
+        const stuck = this.#store.update({ state: "needs_attention", reason: `credit refused by Stripe: ${result.error}`, last_error: result.error, next_retry_at: null });
         await this.ctx.storage.deleteAlarm();
         await this.#report(stuck);
-        logEvent("needs_attention", { payment_intent: stuck.payment_intent_id, reason: "credit_refused", error: failure.message });
+        logEvent("needs_attention", { payment_intent: pi, reason: "credit_refused", error: result.error });
         return { kind: "needs_attention", customer: rec.customer_id };
       }
-      if (!(failure.kind === "ambiguous" && failure.replayed)) return this.#retryLater(rec, `credit: ${failure.message}`);
-      // Stripe replayed a saved failure: this key's request has finished. If the ledger has
-      // no entry for the PI, nothing was credited and the next key is safe.
-      const found = await this.#findLedgerEntry(rec);
-      if (found === "unavailable") return this.#retryLater(rec, `credit: ${failure.message}`);
-      if (found) return this.#recordCredited(found, source, "ledger");
-      rec = this.#store.update({ credit_attempt: rec.credit_attempt + 1, credit_write: "none", last_error: `credit: ${failure.message}` });
     }
-    return this.#retryLater(rec, rec.last_error ?? "credit: no answer");
   }
 
-  async #recordCredited(tx: LedgerEntry, by: string, via: string): Promise<Outcome> {
+  async #recordCredited(entry: LedgerEntry, by: string, via: string): Promise<Outcome> {
     const rec = this.#store.update({
       state: "credited",
-      balance_transaction_id: tx.id,
-      ending_balance: tx.ending_balance,
+      balance_transaction_id: entry.id,
+      ending_balance: entry.ending_balance,
       credited_by: by,
       credited_at: Date.now(),
+      reason: null,
       last_error: null,
       next_retry_at: null,
       retry_count: 0,
     });
-    this.#store.journal("credit", "done", `${via} → ${tx.id}`);
+    this.#store.journal("credit", "recorded", `${via} → ${entry.id}`);
+    logEvent("credited", { payment_intent: rec.payment_intent_id, customer: rec.customer_id, amount: rec.amount, currency: rec.currency, balance_transaction: entry.id, by });
+    await this.#tellAccount(rec, entry);
     if (rec.listed) await this.#report(rec);
-    logEvent("credited", { payment_intent: rec.payment_intent_id, customer: rec.customer_id, amount: rec.amount, currency: rec.currency, balance_transaction: tx.id, by });
     return { kind: "credited", fresh: true };
   }
 
   /**
-   * The ledger entry for this PI, if any, scanning the customer's balance transactions newest
-   * first back to shortly before the intent was recorded (bounded).
+   * Work after the credit: plan the reversals that Stripe's refund and dispute events call for,
+   * write the pending ones, and mark the PI if that is still owed. Anything that cannot finish
+   * now is retried by the alarm.
    */
-  async #findLedgerEntry(rec: Pick<CreditRecord, "payment_intent_id" | "customer_id" | "created_at">, sinceSeconds?: number): Promise<LedgerEntry | null | "unavailable"> {
-    const since = sinceSeconds ?? Math.floor(rec.created_at / 1000) - LEDGER_SLACK_SECONDS;
-    let startingAfter: string | undefined;
-    const matches: Stripe.CustomerBalanceTransaction[] = [];
-    try {
-      for (let page = 0; page < LEDGER_MAX_PAGES; page++) {
-        this.#calls++;
-        const list = await this.#client.customers.listBalanceTransactions(rec.customer_id as string, {
-          limit: 100,
-          ...(startingAfter ? { starting_after: startingAfter } : {}),
-        });
-        matches.push(...list.data.filter((tx) => tx.metadata?.payment_intent === rec.payment_intent_id));
-        const last = list.data.at(-1);
-        if (!list.has_more || !last || last.created < since) break;
-        startingAfter = last.id;
+  async #followUp(rec: CreditRecord): Promise<void> {
+    const pi = rec.payment_intent_id;
+    if (this.#reverseEnabled) {
+      for (const a of missingAdjustments(rec.amount ?? 0, this.#store.refunded(), this.#store.disputes(), this.#store.adjustments())) {
+        this.#store.planAdjustment(a);
       }
-    } catch (err) {
-      const failure = classifyStripeError(err);
-      this.#store.journal("ledger", failure.kind, failure.message);
-      return "unavailable";
     }
-    if (matches.length > 1) {
-      // More than one entry for one PI means something outside this object credited it too.
-      logEvent("duplicate_ledger_entries", { payment_intent: rec.payment_intent_id, ids: matches.map((m) => m.id) });
+    let failed = false;
+    for (const a of this.#store.adjustments().filter((x) => x.state === "pending")) {
+      const result = await this.#ledger.write(
+        {
+          customerId: rec.customer_id as string,
+          keyBase: adjustmentKey(pi, a.operation, 1),
+          params: adjustmentParams(pi, a.operation, a.direction, a.amount, rec.currency as string),
+          matches: (tx) => tx.metadata?.payment_intent === pi && tx.metadata?.operation === a.operation,
+          sinceSeconds: Math.floor(a.created_at / 1000) - LEDGER_SLACK_SECONDS,
+          attempt: a.attempt,
+          sent: a.sent === 1,
+          save: ({ attempt, sent }) => this.#store.updateAdjustment(a.operation, { attempt, sent: sent ? 1 : 0 }),
+        },
+        "adjust",
+      );
+      if (result.kind === "done") {
+        this.#store.updateAdjustment(a.operation, { state: "done", balance_transaction_id: result.entry.id, ending_balance: result.entry.ending_balance, last_error: null });
+        logEvent("adjusted", { payment_intent: pi, operation: a.operation, direction: a.direction, amount: a.amount, balance_transaction: result.entry.id });
+        await this.#tellAccount(rec, result.entry);
+      } else if (result.kind === "refused") {
+        this.#store.updateAdjustment(a.operation, { state: "needs_attention", last_error: result.error });
+        logEvent("needs_attention", { payment_intent: pi, reason: "adjustment_refused", operation: a.operation, error: result.error });
+      } else {
+        this.#store.updateAdjustment(a.operation, { last_error: result.error });
+        this.#store.update({ last_error: result.error });
+        failed = true;
+        break;
+      }
     }
-    const oldest = matches.at(-1);
-    this.#store.journal("ledger", oldest ? "found" : "none", oldest?.id ?? null);
-    return oldest ? { id: oldest.id, ending_balance: oldest.ending_balance ?? 0 } : null;
+    let now = this.#store.load() ?? rec;
+    if (now.mark_state === "pending") {
+      now = await this.#mark(now);
+      failed ||= now.mark_state === "pending";
+    }
+    await this.#scheduleFollowUp(now, failed);
+  }
+
+  /**
+   * Arms the alarm for follow-up work still owed (at once if nothing failed, with backoff if
+   * something did), or clears it when nothing is owed; keeps the registry in step.
+   */
+  async #scheduleFollowUp(rec: CreditRecord, failed: boolean): Promise<void> {
+    const adjustments = this.#store.adjustments();
+    const unplanned = this.#reverseEnabled && missingAdjustments(rec.amount ?? 0, this.#store.refunded(), this.#store.disputes(), adjustments).length > 0;
+    const owed = unplanned || adjustments.some((a) => a.state === "pending") || rec.mark_state === "pending";
+    const stuck = adjustments.some((a) => a.state === "needs_attention");
+    if (!owed) {
+      if (rec.retry_count !== 0 || rec.next_retry_at !== null) this.#store.update({ retry_count: 0, next_retry_at: null });
+      await this.ctx.storage.deleteAlarm();
+      if (rec.listed || stuck) await this.#report(this.#store.load() ?? rec, stuck);
+    } else if (!failed) {
+      await this.ctx.storage.setAlarm(Date.now());
+    } else {
+      await this.#schedule(this.#store.update({ retry_count: rec.retry_count + 1 }));
+      await this.#report(this.#store.load() ?? rec);
+    }
   }
 
   /**
@@ -361,15 +445,15 @@ export class PaymentIntentObject extends DurableObject<Env> {
    * record was lost). Find its ledger entry instead of crediting again; without one, stop and
    * ask an operator rather than guess.
    */
-  async #adoptCreditedElsewhere(paymentIntentId: string, customer: string, amount: number, currency: string): Promise<Outcome> {
-    const probe = { payment_intent_id: paymentIntentId, customer_id: customer, created_at: Date.now() };
-    const found = await this.#findLedgerEntry(probe, 0);
+  async #adoptCreditedElsewhere(paymentIntentId: string, customer: string, amount: number, currency: string, account: string | null): Promise<Outcome> {
+    const found = await this.#ledger.find(customer, 0, isCreditOf(paymentIntentId));
     if (found === "unavailable") return { kind: "unavailable", retryAfterSeconds: READ_RETRY_AFTER_SECONDS, customer };
     if (found) {
       this.#store.insert(paymentIntentId, "credited", {
         customer_id: customer,
         amount,
         currency,
+        account_id: account,
         credit_write: "sent",
         mark_state: "done",
         balance_transaction_id: found.id,
@@ -377,18 +461,34 @@ export class PaymentIntentObject extends DurableObject<Env> {
         credited_by: "ledger",
         credited_at: Date.now(),
       });
+      this.#store.clearNotice();
       return { kind: "credited", fresh: false };
     }
     const stuck = this.#store.insert(paymentIntentId, "needs_attention", {
       customer_id: customer,
       amount,
       currency,
+      account_id: account,
       mark_state: "done",
       reason: CREDITED_ELSEWHERE,
     });
+    this.#store.clearNotice();
     await this.#report(stuck);
     logEvent("needs_attention", { payment_intent: paymentIntentId, reason: "credited_without_ledger_entry" });
     return { kind: "needs_attention", customer };
+  }
+
+  /** A payment_intent.succeeded webhook came before any record: credit from it, or try again later. */
+  async #creditFromNotice(): Promise<void> {
+    const notice = this.#store.notice();
+    if (!notice) return;
+    const result = await this.confirm(notice.payment_intent_id, { kind: "webhook" });
+    if (this.#store.load() || result.ok || result.code !== "stripe_unavailable") {
+      this.#store.clearNotice();
+      return;
+    }
+    // Stripe could not be read and nothing is recorded yet: keep the notice and come back.
+    await this.ctx.storage.setAlarm(Date.now() + backoffMs(this.#store.bumpNotice()));
   }
 
   async #retryLater(rec: CreditRecord, error: string): Promise<Outcome> {
@@ -398,21 +498,41 @@ export class PaymentIntentObject extends DurableObject<Env> {
     return { kind: "unavailable", retryAfterSeconds: Math.max(1, Math.ceil(delay / 1000)), customer: rec.customer_id };
   }
 
+  /** Arms the alarm with capped, jittered backoff; returns the delay in ms. */
+  async #schedule(rec: CreditRecord): Promise<number> {
+    const delay = backoffMs(rec.retry_count);
+    const at = Date.now() + delay;
+    this.#store.update({ next_retry_at: at });
+    await this.ctx.storage.setAlarm(at);
+    return delay;
+  }
+
+  /** Tells the account's object the customer's balance after a write (best effort: it also refreshes on its own). */
+  async #tellAccount(rec: CreditRecord, entry: LedgerEntry): Promise<void> {
+    if (!rec.account_id || !rec.customer_id || !rec.currency) return;
+    try {
+      await this.env.ACCOUNTS.get(this.env.ACCOUNTS.idFromName(rec.account_id)).noteBalance(rec.customer_id, entry.ending_balance, rec.currency);
+    } catch (err) {
+      logEvent("balance_note_failed", { payment_intent: rec.payment_intent_id, error: String(err) });
+    }
+  }
+
   /**
    * Keeps the operator registry in step: listed while waiting for a retry or an operator,
-   * removed once credited. Best effort: the record here is the truth, and the operator view
-   * re-checks entries against it.
+   * removed once nothing is owed. Best effort: the record here is the truth, and the operator
+   * view re-checks entries against it.
    */
-  async #report(rec: CreditRecord): Promise<void> {
+  async #report(rec: CreditRecord, stuckAdjustment = false): Promise<void> {
     const registry = this.env.CREDIT_REGISTRY.get(this.env.CREDIT_REGISTRY.idFromName(REGISTRY_NAME));
+    const settled = rec.state === "credited" && rec.mark_state === "done" && !stuckAdjustment && !this.#store.adjustments().some((a) => a.state !== "done");
     try {
-      if (rec.state === "credited" && rec.mark_state === "done") {
+      if (settled) {
         await registry.remove(rec.payment_intent_id);
-        this.#store.update({ listed: 0 });
+        if (rec.listed) this.#store.update({ listed: 0 });
       } else {
         await registry.upsert({
           payment_intent_id: rec.payment_intent_id,
-          state: rec.state === "credited" ? "credited_mark_pending" : rec.state,
+          state: operatorState(rec, this.#store.adjustments()),
           customer_id: rec.customer_id,
           amount: rec.amount,
           currency: rec.currency,
@@ -426,15 +546,6 @@ export class PaymentIntentObject extends DurableObject<Env> {
     } catch (err) {
       logEvent("registry_update_failed", { payment_intent: rec.payment_intent_id, error: String(err) });
     }
-  }
-
-  /** Arms the alarm with capped, jittered backoff; returns the delay in ms. */
-  async #schedule(rec: CreditRecord): Promise<number> {
-    const delay = backoffMs(rec.retry_count);
-    const at = Date.now() + delay;
-    this.#store.update({ next_retry_at: at });
-    await this.ctx.storage.setAlarm(at);
-    return delay;
   }
 
   #answer(outcome: Outcome, owner: string | null): ConfirmResult {
@@ -468,6 +579,14 @@ export class PaymentIntentObject extends DurableObject<Env> {
           : { ok: false, code: "stripe_unavailable", retryAfterSeconds: outcome.retryAfterSeconds };
     }
   }
+}
+
+/** The state an operator sees: the record's, or what is still owed after the credit. */
+export function operatorState(rec: CreditRecord, adjustments: AdjustmentRecord[]): string {
+  if (rec.state !== "credited") return rec.state;
+  if (adjustments.some((a) => a.state === "needs_attention")) return "reversal_needs_attention";
+  if (adjustments.some((a) => a.state === "pending")) return "reversal_pending";
+  return rec.mark_state === "pending" ? "credited_mark_pending" : "credited";
 }
 
 function outcomeOfFinal(rec: CreditRecord, fresh: boolean): Outcome {

@@ -1,18 +1,19 @@
 // Browser routes under /billing. Thin by design: authenticate, validate, ask the objects, map
 // their answer to HTTP. All crediting happens in the PaymentIntent object.
 
-import { createRoute, OpenAPIHono } from "@hono/zod-openapi";
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { ConfirmResult } from "../credit/result.js";
-import type { CustomerLookup } from "../objects/account.js";
+import { defaultCurrency, topUpLimits } from "../env.js";
+import type { BalanceResult, CustomerLookup, LedgerPage, TopUpResult } from "../objects/account.js";
 import { ApiError } from "../errors.js";
 import { jsonBody, requireAccount, type AppEnv } from "../http.js";
 import { logEvent } from "../log.js";
 import { accountObject, callObject, paymentIntentObject } from "./objects.js";
-import { ConfirmPaymentAnswer, ConfirmPaymentBody, ErrorAnswer } from "./schemas.js";
+import { BalanceAnswer, ClientIdempotencyKey, ConfirmPaymentAnswer, ConfirmPaymentBody, ErrorAnswer, LedgerAnswer, LedgerQuery, TopUpAnswer, TopUpBody } from "./schemas.js";
 import { validationHook } from "./validation.js";
 
-/** Confirm bodies are one short id; anything near this size is not a confirm. */
-const CONFIRM_MAX_BYTES = 1024;
+/** Browser bodies are a few short fields; anything near this size is not one of ours. */
+const BODY_MAX_BYTES = 1024;
 
 const errorResponse = (description: string) => ({ description, content: { "application/json": { schema: ErrorAnswer } } });
 
@@ -63,7 +64,7 @@ function unavailable(retryAfterSeconds: number): ApiError {
 
 export const billing = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
 
-billing.use("/confirm_payment", requireAccount, jsonBody(CONFIRM_MAX_BYTES));
+billing.use("/confirm_payment", requireAccount, jsonBody(BODY_MAX_BYTES));
 
 billing.openapi(confirmPaymentRoute, async (c) => {
   const started = Date.now();
@@ -97,4 +98,91 @@ billing.openapi(confirmPaymentRoute, async (c) => {
     },
     200,
   );
+});
+
+export const topUpRoute = createRoute({
+  method: "post",
+  path: "/top_ups",
+  summary: "Create a PaymentIntent to top up the caller's credit",
+  security: [{ bearer: [] }],
+  request: {
+    headers: z.object({ "idempotency-key": ClientIdempotencyKey }),
+    body: { required: true, content: { "application/json": { schema: TopUpBody } } },
+  },
+  responses: {
+    201: { description: "Created; pay it with client_secret, then confirm", content: { "application/json": { schema: TopUpAnswer } } },
+    400: errorResponse("invalid_request (including amounts and currencies outside the configured limits)"),
+    401: errorResponse("unauthenticated"),
+    409: errorResponse("idempotency_key_reused: the same Idempotency-Key with another amount or currency"),
+    413: errorResponse("payload_too_large"),
+    415: errorResponse("unsupported_media_type"),
+    503: errorResponse("stripe_unavailable"),
+  },
+});
+
+billing.use("/top_ups", requireAccount, jsonBody(BODY_MAX_BYTES));
+
+billing.openapi(topUpRoute, async (c) => {
+  const { amount, currency } = c.req.valid("json");
+  const clientKey = c.req.valid("header")["idempotency-key"] ?? null;
+  const limits = topUpLimits(c.env);
+  if (!limits.currencies.includes(currency)) throw new ApiError(400, "invalid_request", `currency: must be one of ${limits.currencies.join(", ")}`);
+  if (amount < limits.min || amount > limits.max) throw new ApiError(400, "invalid_request", `amount: must be between ${limits.min} and ${limits.max}`);
+  const accountId = c.get("accountId");
+  const result = await callObject(async (): Promise<TopUpResult> => await accountObject(c.env, accountId).createTopUp(accountId, amount, currency, clientKey));
+  logEvent("top_up", { account: accountId, amount, currency, outcome: result.ok ? "created" : result.reason, payment_intent: result.ok ? result.paymentIntentId : null });
+  if (!result.ok) {
+    if (result.reason === "idempotency_conflict") throw new ApiError(409, "idempotency_key_reused", "This Idempotency-Key was used for a different top-up.");
+    if (result.reason === "refused") throw new ApiError(400, "invalid_request", "Stripe refused this top-up.");
+    throw unavailable(result.retryAfterSeconds);
+  }
+  return c.json({ payment_intent_id: result.paymentIntentId, client_secret: result.clientSecret, amount: result.amount, currency: result.currency }, 201);
+});
+
+export const balanceRoute = createRoute({
+  method: "get",
+  path: "/balance",
+  summary: "The caller's prepaid credit",
+  security: [{ bearer: [] }],
+  responses: {
+    200: { description: "Credit held (Stripe's negative customer balance, shown positive)", content: { "application/json": { schema: BalanceAnswer } } },
+    401: errorResponse("unauthenticated"),
+    503: errorResponse("stripe_unavailable"),
+  },
+});
+
+billing.use("/balance", requireAccount);
+
+billing.openapi(balanceRoute, async (c) => {
+  const accountId = c.get("accountId");
+  const result = await callObject(async (): Promise<BalanceResult> => await accountObject(c.env, accountId).balance(accountId, defaultCurrency(c.env)));
+  if (!result.ok) throw unavailable(result.retryAfterSeconds);
+  return c.json({ balance: result.balance, currency: result.currency }, 200);
+});
+
+export const ledgerRoute = createRoute({
+  method: "get",
+  path: "/transactions",
+  summary: "The caller's ledger, newest first",
+  security: [{ bearer: [] }],
+  request: { query: LedgerQuery },
+  responses: {
+    200: { description: "One page; pass next_cursor as cursor for the next", content: { "application/json": { schema: LedgerAnswer } } },
+    400: errorResponse("invalid_request"),
+    401: errorResponse("unauthenticated"),
+    503: errorResponse("stripe_unavailable"),
+  },
+});
+
+billing.use("/transactions", requireAccount);
+
+billing.openapi(ledgerRoute, async (c) => {
+  const { limit, cursor } = c.req.valid("query");
+  const accountId = c.get("accountId");
+  const page = await callObject(async (): Promise<LedgerPage> => await accountObject(c.env, accountId).ledger(accountId, limit ?? 20, cursor ?? null));
+  if (!page.ok) {
+    if (page.reason === "bad_cursor") throw new ApiError(400, "invalid_request", "cursor: not a position in this ledger");
+    throw unavailable(page.retryAfterSeconds);
+  }
+  return c.json({ data: page.data, has_more: page.has_more, next_cursor: page.next_cursor }, 200);
 });

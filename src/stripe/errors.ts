@@ -18,6 +18,8 @@ export interface StripeFailure {
   replayed: boolean;
   status: number | null;
   code: string | null;
+  /** Stripe's error `type`, e.g. idempotency_error (the same key sent with other parameters). */
+  rawType: string | null;
   /** For logs and the operator view; never sent to browsers. */
   message: string;
 }
@@ -25,7 +27,7 @@ export interface StripeFailure {
 /** Classifies anything a Stripe SDK call threw. */
 export function classifyStripeError(err: unknown): StripeFailure {
   if (!(err instanceof Stripe.errors.StripeError)) {
-    return { kind: "ambiguous", replayed: false, status: null, code: null, message: describe(err) };
+    return { kind: "ambiguous", replayed: false, status: null, code: null, rawType: null, message: describe(err) };
   }
   const status = typeof err.statusCode === "number" ? err.statusCode : null;
   const code = err.code ?? null;
@@ -37,7 +39,7 @@ export function classifyStripeError(err: unknown): StripeFailure {
   else if (status === 409 || status >= 500) kind = "ambiguous";
   else if (status === 429 || status === 401 || status === 403) kind = "transient";
   else kind = "permanent";
-  return { kind, replayed, status, code, message };
+  return { kind, replayed, status, code, rawType: err.rawType ?? null, message };
 }
 
 /** Reads a header whether the SDK hands over a plain record or a fetch `Headers`. */

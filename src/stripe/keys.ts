@@ -1,23 +1,55 @@
-// Idempotency-Keys, derived only from the PaymentIntent id and a durably counted attempt, so
-// that every retry of one logical write, from any instance, sends the same key with the same
-// parameters (Stripe rejects a reused key with other parameters: idempotency_error).
+// Idempotency-Keys and write parameters, derived only from the PaymentIntent id, the operation
+// and a durably counted attempt, so that every retry of one logical write, from any instance,
+// sends the same key with the same parameters (Stripe refuses a reused key with other
+// parameters: idempotency_error).
+
+import type Stripe from "stripe";
+
+/** `{base}` for the first attempt, `{base}:{n}` after. */
+export function attemptKey(base: string, attempt: number): string {
+  return attempt <= 1 ? base : `${base}:${attempt}`;
+}
 
 /** `credit-mark:{pi}` for the first mark, `credit-mark:{pi}:{n}` for later ones. */
 export function markKey(paymentIntentId: string, attempt: number): string {
-  return attempt <= 1 ? `credit-mark:${paymentIntentId}` : `credit-mark:${paymentIntentId}:${attempt}`;
+  return attemptKey(`credit-mark:${paymentIntentId}`, attempt);
 }
 
 /** `credit-tx:{pi}` for the first credit write, `credit-tx:{pi}:{n}` once an attempt is known to have failed. */
 export function creditKey(paymentIntentId: string, attempt: number): string {
-  return attempt <= 1 ? `credit-tx:${paymentIntentId}` : `credit-tx:${paymentIntentId}:${attempt}`;
+  return attemptKey(`credit-tx:${paymentIntentId}`, attempt);
+}
+
+/** `credit-adjust:{pi}:{operation}`: one reversal (or its restoration) of a PaymentIntent's credit. */
+export function adjustmentKey(paymentIntentId: string, operation: string, attempt: number): string {
+  return attemptKey(`credit-adjust:${paymentIntentId}:${operation}`, attempt);
 }
 
 /** The balance transaction that credits a PaymentIntent; identical for every attempt. */
-export function creditParams(paymentIntentId: string, amount: number, currency: string) {
+export function creditParams(paymentIntentId: string, amount: number, currency: string): Stripe.CustomerCreateBalanceTransactionParams {
   return {
     amount: -amount,
     currency,
     description: `Prepaid credit from ${paymentIntentId}`,
     metadata: { payment_intent: paymentIntentId },
+  };
+}
+
+/**
+ * A reversal (`debit`: a refund or dispute takes credit back) or a restoration (`credit`: a won
+ * dispute gives it back). `metadata.operation` tells these apart from the credit itself.
+ */
+export function adjustmentParams(
+  paymentIntentId: string,
+  operation: string,
+  direction: "debit" | "credit",
+  amount: number,
+  currency: string,
+): Stripe.CustomerCreateBalanceTransactionParams {
+  return {
+    amount: direction === "debit" ? amount : -amount,
+    currency,
+    description: `${direction === "debit" ? "Reversal" : "Restoration"} (${operation}) of credit from ${paymentIntentId}`,
+    metadata: { payment_intent: paymentIntentId, operation },
   };
 }
