@@ -7,6 +7,7 @@ import { runDurableObjectAlarm } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { SignJWT } from "jose";
 import { expect } from "vitest";
+import type { Inspection } from "../src/objects/payment-intent.js";
 import { TEST_BINDINGS } from "./bindings.js";
 
 export const ORIGIN = "https://billing.test";
@@ -220,4 +221,89 @@ export async function expectCreditedOnce(paymentIntentId: string, customerId: st
   const firstOk = answers.findIndex((a) => a.status === 200);
   expect(firstOk).toBeGreaterThanOrEqual(0);
   expect(answers.slice(firstOk).every((a) => a.status === 200)).toBe(true);
+}
+
+/** GET or POST to the Worker with a bearer token. */
+export function authed(token: string, path: string, init: RequestInit = {}): Promise<Response> {
+  return call(path, { ...init, headers: { ...(init.headers as Record<string, string> | undefined), authorization: `Bearer ${token}` } });
+}
+
+/** POST /billing/top_ups. */
+export function topUp(token: string, body: unknown, idempotencyKey?: string): Promise<Response> {
+  return authed(token, "/billing/top_ups", {
+    method: "POST",
+    headers: { "content-type": "application/json", ...(idempotencyKey ? { "idempotency-key": idempotencyKey } : {}) },
+    body: JSON.stringify(body),
+  });
+}
+
+/** Pays a PaymentIntent with the emulator's test card, as Stripe.js would in the browser. */
+export async function payWithTestCard(paymentIntentId: string, paymentMethod = "pm_card_visa"): Promise<PaymentIntent> {
+  const res = await fetch(`${env.STRIPE_API_BASE}/v1/payment_intents/${paymentIntentId}/confirm`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${TEST_BINDINGS.STRIPE_SECRET_KEY}`, "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({ payment_method: paymentMethod }),
+  });
+  return (await res.json()) as PaymentIntent;
+}
+
+/** A new account that created a top-up through the service and paid it. */
+export async function paidThroughService(amount: number) {
+  const accountId = newAccountId();
+  const token = await tokenFor(accountId);
+  const created = await json<{ payment_intent_id: string }>(await topUp(token, { amount, currency: "usd" }));
+  const pi = await payWithTestCard(created.payment_intent_id);
+  const customerId = (await stripePaymentIntent(pi.id)) as PaymentIntent & { customer: string };
+  return { accountId, token, pi, customerId: customerId.customer };
+}
+
+export interface StripeEventRecord {
+  id: string;
+  type: string;
+  data: { object: { id: string; payment_intent?: string | null } };
+}
+
+/** Events the emulator emitted of `type` about `paymentIntentId` (as the object or its payment_intent). */
+export async function eventsFor(type: string, paymentIntentId: string): Promise<StripeEventRecord[]> {
+  const all = (await emu<{ data: StripeEventRecord[] }>(`/events?type=${encodeURIComponent(type)}`)).data;
+  return all.filter((e) => e.data.object.id === paymentIntentId || e.data.object.payment_intent === paymentIntentId);
+}
+
+/** Delivers an emulator event to the Worker, signed as Stripe would sign it. */
+export async function deliver(eventId: string): Promise<Response> {
+  const { payload, signature } = await emu<{ payload: string; signature: string }>(`/events/${eventId}/signed`);
+  return postWebhook(payload, signature);
+}
+
+/** POST /stripe/webhook with a given payload and signature header. */
+export function postWebhook(payload: string, signature: string | null): Promise<Response> {
+  return call("/stripe/webhook", {
+    method: "POST",
+    headers: { "content-type": "application/json", ...(signature === null ? {} : { "stripe-signature": signature }) },
+    body: payload,
+  });
+}
+
+/**
+ * Waits until the PI object's state satisfies `done`, running its alarm whenever one is due
+ * (the platform also fires it on its own). Bounded; throws with the last state if it never holds.
+ */
+export async function waitForObject(paymentIntentId: string, done: (i: Inspection) => boolean, timeoutMs = 15_000): Promise<Inspection> {
+  const deadline = Date.now() + timeoutMs;
+  let last = await piObject(paymentIntentId).inspect();
+  while (!done(last)) {
+    if (Date.now() > deadline) throw new Error(`PaymentIntent ${paymentIntentId} never settled: ${JSON.stringify({ record: last.record, adjustments: last.adjustments })}`);
+    if (!(await runDurableObjectAlarm(piObject(paymentIntentId)))) await new Promise((r) => setTimeout(r, 25));
+    last = await piObject(paymentIntentId).inspect();
+  }
+  return last;
+}
+
+/** Credited, marked, and no reversal left to write. */
+export const settledCredit = (i: Inspection) =>
+  i.record?.state === "credited" && i.record.mark_state === "done" && i.adjustments.every((a) => a.state === "done");
+
+/** GET /billing/balance for `token`. */
+export async function balanceOf(token: string): Promise<{ balance: number; currency: string }> {
+  return json(await authed(token, "/billing/balance"));
 }
