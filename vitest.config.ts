@@ -1,6 +1,7 @@
-// Two projects: the Stripe emulator's own tests run in Node against a real emulator server;
+// Three projects: the Stripe emulator's own tests run in Node against a real emulator server;
 // the service's tests run inside workerd (the Workers Vitest plugin) against an emulator that
-// test/global-setup.ts starts on a free 127.0.0.1 port and stops afterwards.
+// test/global-setup.ts starts on a free 127.0.0.1 port and stops afterwards; the browser test
+// runs Chromium against `wrangler dev` and the emulator, started as `npm start` starts them.
 
 import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
@@ -17,6 +18,15 @@ export default defineConfig({
           environment: "node",
           include: ["test/emulator/**/*.test.ts"],
           testTimeout: 20_000,
+        },
+      },
+      {
+        test: {
+          name: "e2e",
+          environment: "node",
+          include: ["test/e2e/**/*.test.ts"],
+          testTimeout: 120_000,
+          hookTimeout: 180_000,
         },
       },
       {

@@ -1,7 +1,7 @@
 // The Worker's HTTP surface: CORS for the browser routes, one error boundary, the routes.
 // Everything here is stateless; state lives in the Durable Objects.
 
-import { OpenAPIHono } from "@hono/zod-openapi";
+import { OpenAPIHono, z } from "@hono/zod-openapi";
 import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
 import type { Env } from "./env.js";
@@ -9,8 +9,10 @@ import { ApiError } from "./errors.js";
 import type { AppEnv } from "./http.js";
 import { logEvent } from "./log.js";
 import { billing } from "./routes/billing.js";
+import { demo } from "./routes/demo.js";
 import { operator } from "./routes/operator.js";
 import { webhook } from "./routes/webhook.js";
+import { ErrorAnswer } from "./routes/schemas.js";
 import { validationHook } from "./routes/validation.js";
 
 /** Origins from ALLOWED_ORIGINS (comma-separated). */
@@ -35,6 +37,34 @@ function errorBoundary(err: Error, c: { json: (body: unknown, status: number, he
   return c.json({ error: { code: "internal_error", message: "Something went wrong on our side." } }, 500);
 }
 
+/**
+ * The public routes that are not validated through zod-openapi (the webhook verifies a raw
+ * body; health has no input) are described here by hand, so /openapi.json lists every public route.
+ */
+function describeUndocumentedRoutes(app: OpenAPIHono<AppEnv>): void {
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer", bearerFormat: "JWT" });
+  app.openAPIRegistry.registerPath({
+    method: "get",
+    path: "/healthz",
+    summary: "Liveness",
+    responses: { 200: { description: "Up", content: { "application/json": { schema: z.object({ ok: z.literal(true) }) } } } },
+  });
+  app.openAPIRegistry.registerPath({
+    method: "post",
+    path: "/stripe/webhook",
+    summary: "Stripe's signed events (payment_intent.succeeded, charge.refunded, charge.dispute.*)",
+    request: {
+      headers: z.object({ "stripe-signature": z.string().openapi({ example: "t=1700000000,v1=5257a869…" }) }),
+      body: { required: true, content: { "application/json": { schema: z.object({ id: z.string(), type: z.string() }).passthrough() } } },
+    },
+    responses: {
+      200: { description: "Recorded (or ignored: an event type this service does not use)", content: { "application/json": { schema: z.object({ received: z.literal(true) }) } } },
+      400: { description: "invalid_signature: missing, malformed, wrong or older than 300 s", content: { "application/json": { schema: ErrorAnswer } } },
+      413: { description: "payload_too_large", content: { "application/json": { schema: ErrorAnswer } } },
+    },
+  });
+}
+
 /** Builds the Hono app that is the Worker's fetch handler. */
 export function buildApp(): OpenAPIHono<AppEnv> {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
@@ -52,8 +82,18 @@ export function buildApp(): OpenAPIHono<AppEnv> {
 
   app.get("/healthz", (c) => c.json({ ok: true }));
   app.route("/billing", billing);
+  describeUndocumentedRoutes(app);
+  app.doc31("/openapi.json", {
+    openapi: "3.1.0",
+    info: {
+      title: "Prepaid credit",
+      version: "1.0.0",
+      description: "Exactly-once Stripe top-ups. Errors are {\"error\": {\"code\", \"message\"}} with a stable code.",
+    },
+  });
   app.route("/operator", operator);
   app.route("/stripe/webhook", webhook);
+  app.route("/demo", demo);
 
   app.notFound((c) => c.json(new ApiError(404, "not_found", "No such route.").body(), 404));
   app.onError(errorBoundary);

@@ -23,6 +23,10 @@ export interface Env {
   AUTH_AUDIENCE?: string;
   /** Comma-separated origins allowed by CORS. */
   ALLOWED_ORIGINS?: string;
+  /** "true" turns on the demo page's sign-in and test-card payment (local development only). */
+  DEMO_MODE?: string;
+  /** pk_… for Stripe.js on the page; without it the page pays with the emulator's test card. */
+  STRIPE_PUBLISHABLE_KEY?: string;
   /** Bearer token for the operator routes. */
   OPERATOR_TOKEN?: string;
   /** Per-request Stripe timeout (default 10000 ms). */

@@ -3,5 +3,6 @@
 
 /** Writes one JSON log line. */
 export function logEvent(event: string, fields: Record<string, unknown> = {}): void {
-  console.log(JSON.stringify({ event, at: new Date().toISOString(), ...fields }));
+  // `event` and `at` are set last so that no field can overwrite them.
+  console.log(JSON.stringify({ event, at: "", ...fields, ...{ event, at: new Date().toISOString() } }));
 }

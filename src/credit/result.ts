@@ -24,4 +24,5 @@ export type Refused =
   | { ok: false; code: "credit_needs_attention" }
   | { ok: false; code: "stripe_unavailable"; retryAfterSeconds: number };
 
-export type ConfirmResult = Credited | Refused;
+/** `stripeCalls`: the Stripe calls this caller's answer cost (0 when joined or answered from storage), for logs. */
+export type ConfirmResult = (Credited | Refused) & { stripeCalls?: number };

@@ -40,6 +40,13 @@ type Outcome =
   | { kind: "needs_attention"; customer: string | null }
   | { kind: "unavailable"; retryAfterSeconds: number; customer: string | null };
 
+/** One attempt in flight: whose point of view it runs from, its result, the Stripe calls it made. */
+interface Attempt {
+  owner: string | null;
+  promise: Promise<Outcome>;
+  calls: number;
+}
+
 /** What a verified Stripe webhook says about this PI. */
 export type WebhookFact =
   | { kind: "succeeded" }
@@ -79,9 +86,7 @@ export class PaymentIntentObject extends DurableObject<Env> {
   #store: CreditStore;
   #stripe: Stripe | null = null;
   #writer: LedgerWriter | null = null;
-  #inflight: { owner: string | null; promise: Promise<Outcome> } | null = null;
-  /** Stripe calls made by the attempt in flight, for the log line. */
-  #calls = 0;
+  #inflight: Attempt | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -103,9 +108,10 @@ export class PaymentIntentObject extends DurableObject<Env> {
         // An attempt made for another owner that found "not yours" says nothing about this
         // caller: run again from this caller's point of view.
         if (outcome.kind === "not_owned" && running.owner !== owner) continue;
-        return this.#answer(outcome, owner);
+        return { ...this.#answer(outcome, owner), stripeCalls: 0 };
       }
-      return this.#answer(await this.#startAttempt(paymentIntentId, owner, caller, caller.kind === "browser" ? caller.accountId : null), owner);
+      const attempt = this.#startAttempt(paymentIntentId, owner, caller, caller.kind === "browser" ? caller.accountId : null);
+      return { ...this.#answer(await attempt.promise, owner), stripeCalls: attempt.calls };
     }
     return { ok: false, code: "stripe_unavailable", retryAfterSeconds: READ_RETRY_AFTER_SECONDS };
   }
@@ -198,7 +204,7 @@ export class PaymentIntentObject extends DurableObject<Env> {
     this.#writer ??= new LedgerWriter(
       this.#client,
       (step, outcome, detail) => this.#store.journal(step, outcome, detail),
-      () => this.#calls++,
+      () => this.#counted(),
     );
     return this.#writer;
   }
@@ -207,33 +213,39 @@ export class PaymentIntentObject extends DurableObject<Env> {
     return (this.env.REVERSE_ON_REFUND ?? "true").toLowerCase() !== "false";
   }
 
-  #startAttempt(paymentIntentId: string, owner: string | null, caller: Caller, accountId: string | null): Promise<Outcome> {
+  #startAttempt(paymentIntentId: string, owner: string | null, caller: Caller, accountId: string | null): Attempt {
     const started = Date.now();
-    this.#calls = 0;
-    const promise = this.#run(paymentIntentId, owner, caller.kind, accountId)
+    const attempt: Attempt = { owner, promise: Promise.resolve({ kind: "unknown_pi" }), calls: 0 };
+    // Claimed before #run starts: its first Stripe call happens before #run first yields.
+    this.#inflight = attempt;
+    attempt.promise = this.#run(paymentIntentId, owner, caller.kind, accountId)
       .catch((err: unknown): Outcome => {
         logEvent("credit_attempt_crashed", { payment_intent: paymentIntentId, error: String(err) });
         return { kind: "unavailable", retryAfterSeconds: READ_RETRY_AFTER_SECONDS, customer: null };
       })
       .then((outcome) => {
-        if (this.#inflight?.promise === promise) this.#inflight = null;
+        if (this.#inflight === attempt) this.#inflight = null;
         logEvent("credit_attempt", {
           payment_intent: paymentIntentId,
           source: caller.kind,
           outcome: outcome.kind,
-          stripe_calls: this.#calls,
+          stripe_calls: attempt.calls,
           duration_ms: Date.now() - started,
         });
         return outcome;
       });
-    this.#inflight = { owner, promise };
-    return promise;
+    return attempt;
+  }
+
+  /** Counts a Stripe call against the attempt in flight (attempts are serialised, so it is the one). */
+  #counted(): void {
+    if (this.#inflight) this.#inflight.calls++;
   }
 
   /** Work on behalf of the object itself (alarm, operator): after any attempt in flight, one more. */
   async #work(paymentIntentId: string, source: "alarm" | "operator"): Promise<Outcome> {
     for (let pass = 0; pass < 8 && this.#inflight; pass++) await this.#inflight.promise;
-    return this.#startAttempt(paymentIntentId, null, { kind: source }, null);
+    return this.#startAttempt(paymentIntentId, null, { kind: source }, null).promise;
   }
 
   async #run(paymentIntentId: string, owner: string | null, source: Caller["kind"], accountId: string | null): Promise<Outcome> {
@@ -250,7 +262,7 @@ export class PaymentIntentObject extends DurableObject<Env> {
 
     let pi: Stripe.PaymentIntent;
     try {
-      this.#calls++;
+      this.#counted();
       pi = await this.#client.paymentIntents.retrieve(paymentIntentId);
     } catch (err) {
       const failure = classifyStripeError(err);
@@ -307,7 +319,7 @@ export class PaymentIntentObject extends DurableObject<Env> {
     rec = this.#store.update({ mark_attempts: attempt });
     const key = markKey(rec.payment_intent_id, attempt);
     try {
-      this.#calls++;
+      this.#counted();
       await this.#client.paymentIntents.update(rec.payment_intent_id, { metadata: { credited: "true" } }, { idempotencyKey: key });
       this.#store.journal("mark", "done", key);
       return this.#store.update({ mark_state: "done" });

@@ -85,6 +85,7 @@ billing.openapi(confirmPaymentRoute, async (c) => {
     payment_intent: paymentIntentId,
     account: accountId,
     outcome: result.ok ? result.status : result.code,
+    stripe_calls: result.stripeCalls ?? 0,
     duration_ms: Date.now() - started,
   });
   if (!result.ok) throw confirmError(result);

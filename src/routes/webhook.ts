@@ -46,12 +46,12 @@ webhook.post(
 
     const target = factOf(event, (c.env.REVERSE_ON_REFUND ?? "true").toLowerCase() !== "false");
     if (!target) {
-      logEvent("webhook", { event: event.id, type: event.type, outcome: "ignored" });
+      logEvent("webhook", { event_id: event.id, type: event.type, outcome: "ignored" });
       return c.json({ received: true }, 200);
     }
     const started = Date.now();
     const { accepted } = await callObject(async () => await paymentIntentObject(c.env, target.paymentIntentId).notify(target.paymentIntentId, target.fact));
-    logEvent("webhook", { event: event.id, type: event.type, payment_intent: target.paymentIntentId, outcome: accepted ? "accepted" : "ignored", duration_ms: Date.now() - started });
+    logEvent("webhook", { event_id: event.id, type: event.type, payment_intent: target.paymentIntentId, outcome: accepted ? "accepted" : "ignored", duration_ms: Date.now() - started });
     return c.json({ received: true }, 200);
   },
 );

@@ -1,0 +1,58 @@
+// The demo's own routes, on only when DEMO_MODE is "true" (local development; never set it in
+// production): a sign-in that hands out a token for any account id, the page's settings, and
+// "pay with the test card" for a test-mode key, so the page works with no Stripe account and no
+// network. With DEMO_MODE off every route here answers 404, as if it did not exist.
+
+import { Hono } from "hono";
+import { SignJWT } from "jose";
+import { createStripe } from "../stripe/client.js";
+import { classifyStripeError } from "../stripe/errors.js";
+import { ApiError } from "../errors.js";
+import { jsonBody, requireAccount, type AppEnv } from "../http.js";
+import { logEvent } from "../log.js";
+import { PaymentIntentId } from "./schemas.js";
+
+export const demo = new Hono<AppEnv>();
+
+const ACCOUNT_ID = /^[A-Za-z0-9_.:@|-]{1,64}$/;
+const TEST_KEY = /^(sk|rk)_test_/;
+
+demo.use("*", async (c, next) => {
+  if (c.env.DEMO_MODE !== "true") throw new ApiError(404, "not_found", "No such route.");
+  await next();
+});
+
+/** What the page needs to know: a publishable key switches it to Stripe.js's Payment Element. */
+demo.get("/config", (c) => c.json({ demo_mode: true, publishable_key: c.env.STRIPE_PUBLISHABLE_KEY || null }));
+
+/** A token for any account id, signed like a real sign-in would be. */
+demo.post("/sign_in", jsonBody(1024), async (c) => {
+  const body = (await c.req.json().catch(() => null)) as { account_id?: unknown } | null;
+  const accountId = typeof body?.account_id === "string" ? body.account_id : "";
+  if (!ACCOUNT_ID.test(accountId)) throw new ApiError(400, "invalid_request", "account_id: 1-64 letters, digits or _ . : @ | -");
+  const secret = c.env.AUTH_JWT_SECRET;
+  if (!secret) throw new ApiError(503, "stripe_unavailable", "AUTH_JWT_SECRET is not set.");
+  const token = await new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject(accountId).setIssuedAt().setExpirationTime("12h").sign(new TextEncoder().encode(secret));
+  return c.json({ account_id: accountId, token });
+});
+
+/** Pays the caller's own top-up with Stripe's test card, as Stripe.js would; test-mode keys only. */
+demo.post("/pay", requireAccount, jsonBody(1024), async (c) => {
+  if (!TEST_KEY.test(c.env.STRIPE_SECRET_KEY)) throw new ApiError(404, "not_found", "No such route.");
+  const body = (await c.req.json().catch(() => null)) as { payment_intent_id?: unknown } | null;
+  const parsed = PaymentIntentId.safeParse(body?.payment_intent_id);
+  if (!parsed.success) throw new ApiError(400, "invalid_request", "payment_intent_id: must be pi_ followed by letters and digits");
+  const stripe = createStripe(c.env);
+  try {
+    const pi = await stripe.paymentIntents.retrieve(parsed.data);
+    if (pi.metadata?.account_id !== c.get("accountId")) throw new ApiError(404, "payment_intent_not_found", "No such PaymentIntent.");
+    const paid = pi.status === "succeeded" ? pi : await stripe.paymentIntents.confirm(pi.id, { payment_method: "pm_card_visa" });
+    return c.json({ payment_intent_id: paid.id, status: paid.status });
+  } catch (err) {
+    if (err instanceof ApiError) throw err;
+    const failure = classifyStripeError(err);
+    logEvent("demo_pay_failed", { payment_intent: parsed.data, error: failure.message });
+    if (failure.kind === "not_found") throw new ApiError(404, "payment_intent_not_found", "No such PaymentIntent.");
+    throw new ApiError(503, "stripe_unavailable", "The payment could not be made now.", {}, { "Retry-After": "1" });
+  }
+});
