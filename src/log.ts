@@ -3,6 +3,9 @@
 
 /** Writes one JSON log line. */
 export function logEvent(event: string, fields: Record<string, unknown> = {}): void {
-  // `event` and `at` are set last so that no field can overwrite them.
-  console.log(JSON.stringify({ event, at: "", ...fields, ...{ event, at: new Date().toISOString() } }));
+  const line: Record<string, unknown> = { event, at: new Date().toISOString(), ...fields };
+  // No field may overwrite what the line is about or when it happened.
+  line.event = event;
+  line.at = new Date().toISOString();
+  console.log(JSON.stringify(line));
 }
