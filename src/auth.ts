@@ -15,6 +15,17 @@ import { logEvent } from "./log.js";
 const ACCOUNT_ID = /^[A-Za-z0-9_.:@|-]{1,128}$/;
 
 const remoteKeySets = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
+/** The HS256 key, imported once per secret rather than on every request. */
+const hmacKeys = new Map<string, Promise<CryptoKey>>();
+
+function hmacKey(secret: string): Promise<CryptoKey> {
+  let key = hmacKeys.get(secret);
+  if (!key) {
+    key = crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["verify"]);
+    hmacKeys.set(secret, key);
+  }
+  return key;
+}
 
 function unauthenticated(message: string): ApiError {
   return new ApiError(401, "unauthenticated", message, {}, { "WWW-Authenticate": 'Bearer realm="billing"' });
@@ -55,7 +66,7 @@ async function verify(token: string, env: Env): Promise<JWTPayload> {
     return payload;
   }
   if (!env.AUTH_JWT_SECRET || env.AUTH_JWT_SECRET.length < 32) throw new Error("AUTH_JWT_SECRET is missing or shorter than 32 characters");
-  const { payload } = await jwtVerify(token, new TextEncoder().encode(env.AUTH_JWT_SECRET), {
+  const { payload } = await jwtVerify(token, await hmacKey(env.AUTH_JWT_SECRET), {
     ...common,
     algorithms: ["HS256"],
     ...(env.AUTH_ISSUER ? { issuer: env.AUTH_ISSUER } : {}),

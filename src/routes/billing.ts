@@ -8,7 +8,7 @@ import type { BalanceResult, CustomerLookup, LedgerPage, TopUpResult } from "../
 import { ApiError } from "../errors.js";
 import { jsonBody, requireAccount, type AppEnv } from "../http.js";
 import { logEvent } from "../log.js";
-import { accountObject, callObject, paymentIntentObject } from "./objects.js";
+import { accountObject, callObject, paymentIntentObject, rememberCustomer, rememberedCustomer } from "./objects.js";
 import { BalanceAnswer, ClientIdempotencyKey, ConfirmPaymentAnswer, ConfirmPaymentBody, ErrorAnswer, LedgerAnswer, LedgerQuery, TopUpAnswer, TopUpBody } from "./schemas.js";
 import { validationHook } from "./validation.js";
 
@@ -70,7 +70,11 @@ billing.openapi(confirmPaymentRoute, async (c) => {
   const started = Date.now();
   const { payment_intent_id: paymentIntentId } = c.req.valid("json");
   const accountId = c.get("accountId");
-  const lookup = await callObject(async (): Promise<CustomerLookup> => await accountObject(c.env, accountId).customerFor(accountId));
+  const remembered = rememberedCustomer(accountId);
+  const lookup: CustomerLookup = remembered
+    ? { ok: true, customerId: remembered }
+    : await callObject(async (): Promise<CustomerLookup> => await accountObject(c.env, accountId).customerFor(accountId));
+  if (lookup.ok) rememberCustomer(accountId, lookup.customerId);
   if (!lookup.ok) {
     logEvent("confirm", { payment_intent: paymentIntentId, account: accountId, outcome: lookup.reason, duration_ms: Date.now() - started });
     // An account with no Stripe customer owns no PaymentIntent.

@@ -40,3 +40,23 @@ export async function callObject<T>(call: () => Promise<T>): Promise<T> {
     }
   }
 }
+
+/**
+ * Account → Stripe customer, remembered by the Worker's isolate: the pairing never changes once
+ * made (the Account object keeps the durable copy), so the hot path skips that object's RPC.
+ * Only found customers are remembered. Bounded; the oldest entries go first.
+ */
+const knownCustomers = new Map<string, string>();
+const KNOWN_CUSTOMERS_LIMIT = 10_000;
+
+export function rememberedCustomer(accountId: string): string | undefined {
+  return knownCustomers.get(accountId);
+}
+
+export function rememberCustomer(accountId: string, customerId: string): void {
+  if (knownCustomers.size >= KNOWN_CUSTOMERS_LIMIT) {
+    const oldest = knownCustomers.keys().next().value;
+    if (oldest !== undefined) knownCustomers.delete(oldest);
+  }
+  knownCustomers.set(accountId, customerId);
+}

@@ -8,8 +8,26 @@ import { intSetting, type Env } from "../env.js";
 /** The API version this service is written and tested against. */
 export const STRIPE_API_VERSION = "2026-10-28.endive";
 
+/**
+ * Clients by configuration. Building one instantiates every Stripe resource class, which costs
+ * milliseconds of CPU; objects of one class share an isolate, so they share clients (a client
+ * holds configuration only, no per-request state).
+ */
+const clients = new Map<string, Stripe>();
+
 /** A Stripe client for `env`. The SDK retries network errors, 409 and 5xx with the same key. */
 export function createStripe(env: Env): Stripe {
+  const id = [env.STRIPE_SECRET_KEY, env.STRIPE_API_BASE, env.STRIPE_MAX_NETWORK_RETRIES, env.STRIPE_TIMEOUT_MS].join("|");
+  let client = clients.get(id);
+  if (!client) {
+    client = buildClient(env);
+    if (clients.size > 16) clients.clear();
+    clients.set(id, client);
+  }
+  return client;
+}
+
+function buildClient(env: Env): Stripe {
   const base = new URL(env.STRIPE_API_BASE || "https://api.stripe.com");
   const protocol = base.protocol === "http:" ? "http" : "https";
   return new Stripe(env.STRIPE_SECRET_KEY, {

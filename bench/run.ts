@@ -1,0 +1,248 @@
+// `npm run bench`: Stripe calls and latency per confirm under contention, this service side by
+// side with the design it replaces (bench/baseline.ts), against one emulator with a fixed
+// latency L per Stripe call. Prints one table and writes bench/results/latest.json.
+//   --latency L   ms added to every Stripe call (default 50)
+//   --quick       smaller N and M, for a fast look
+// Figures are medians and tails of one run on a shared machine: read them as ratios.
+
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { parseArgs } from "node:util";
+import { SignJWT } from "jose";
+import { projectRoot } from "../scripts/dev-vars.js";
+import { freePort, startStack } from "../scripts/stack.js";
+import type { Emulator } from "../test/emulator/emulator.js";
+import { createCustomer } from "../test/emulator/customers.js";
+import { createPaymentIntent, succeed } from "../test/emulator/payment-intents.js";
+
+const { values } = parseArgs({ options: { latency: { type: "string", default: "50" }, quick: { type: "boolean", default: false } } });
+const L = Number(values.latency);
+const quick = values.quick;
+const SECRET = "bench-secret-bench-secret-bench-secret-01";
+const KEY = "sk_test_bench";
+
+interface Figures {
+  n: number;
+  stripe_calls: number;
+  credits: number;
+  p50_ms: number;
+  p99_ms: number;
+  max_ms: number;
+  per_s: number;
+}
+interface Scenario extends Figures {
+  name: string;
+  baseline: Figures;
+  ratio: { stripe_calls: number | null; p50_ms: number | null; p99_ms: number | null; per_s: number | null };
+}
+
+interface System {
+  name: "edge" | "baseline";
+  url: string;
+}
+
+const quantile = (xs: number[], q: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? 0 : (s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)] ?? 0);
+};
+const round = (x: number) => Math.round(x * 10) / 10;
+
+async function token(account: string): Promise<string> {
+  return new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject(account).setIssuedAt().setExpirationTime("2h").sign(new TextEncoder().encode(SECRET));
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const state = mkdtempSync(join(tmpdir(), "bench-state-"));
+const emulatorPort = await freePort();
+console.log(`Starting the emulator (latency ${L} ms) and wrangler dev…`);
+const stack = await startStack({
+  workerPort: await freePort(),
+  emulatorPort,
+  latencyMs: L,
+  webhookSecret: "whsec_bench",
+  persistTo: state,
+  vars: { STRIPE_SECRET_KEY: KEY, STRIPE_API_BASE: `http://127.0.0.1:${emulatorPort}`, STRIPE_WEBHOOK_SECRET: "whsec_bench", AUTH_JWT_SECRET: SECRET, DEMO_MODE: "false" },
+});
+const emu = (stack.emulator as NonNullable<typeof stack.emulator>).emulator;
+// Webhooks off: the figures are the confirm path's alone.
+emu.options.webhookUrl = null;
+emu.reconfigure();
+
+const baselineProc = spawn(process.execPath, [join(projectRoot, "node_modules/tsx/dist/cli.mjs"), join(projectRoot, "bench/baseline.ts")], {
+  env: { ...process.env, PORT: "0", STRIPE_API_BASE: `http://127.0.0.1:${emulatorPort}`, STRIPE_SECRET_KEY: KEY, AUTH_JWT_SECRET: SECRET },
+  stdio: ["ignore", "pipe", "inherit"],
+});
+const baselinePort = await new Promise<number>((resolve) => {
+  createInterface({ input: baselineProc.stdout as NonNullable<typeof baselineProc.stdout> }).on("line", (line) => {
+    const m = /^BASELINE_PORT=(\d+)/.exec(line);
+    if (m) resolve(Number(m[1]));
+  });
+});
+const systems: System[] = [
+  { name: "edge", url: stack.workerUrl },
+  { name: "baseline", url: `http://127.0.0.1:${baselinePort}` },
+];
+
+let accountSeq = 0;
+/** `count` succeeded PaymentIntents over accounts of `perAccount` each; this service's accounts know their customer (as after a first top-up). */
+async function prepare(system: System, count: number, perAccount: number, amount = 1000): Promise<{ token: string; pi: string; customer: string }[]> {
+  const out: { token: string; pi: string; customer: string }[] = [];
+  for (let i = 0; i < count; i += perAccount) {
+    const account = `bench_${system.name}_${++accountSeq}`;
+    const customer = createCustomer(emu.store, { metadata: { account_id: account } }, false);
+    const t = await token(account);
+    if (system.name === "edge") {
+      const res = await fetch(`${system.url}/billing/balance`, { headers: { authorization: `Bearer ${t}` } });
+      if (!res.ok) throw new Error(`warming account ${account}: ${res.status}`);
+    }
+    for (let j = 0; j < perAccount && i + j < count; j++) {
+      const pi = createPaymentIntent(emu.store, { amount, currency: "usd", customer: customer.id }, false);
+      pi.payment_method = "pm_card_visa";
+      succeed(emu.store, emu.webhooks, pi, { id: null, idempotency_key: null });
+      out.push({ token: t, pi: pi.id, customer: customer.id });
+    }
+  }
+  return out;
+}
+
+async function confirmOnce(url: string, t: string, pi: string): Promise<{ ms: number; status: number }> {
+  const started = performance.now();
+  const res = await fetch(`${url}/billing/confirm_payment`, {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${t}` },
+    body: JSON.stringify({ payment_intent_id: pi }),
+  });
+  await res.arrayBuffer();
+  return { ms: performance.now() - started, status: res.status };
+}
+
+function creditsFor(e: Emulator, pis: Set<string>): number {
+  let n = 0;
+  for (const txs of e.store.balanceTransactions.values()) for (const tx of txs) if (pis.has(tx.metadata.payment_intent ?? "") && !tx.metadata.operation) n++;
+  return n;
+}
+
+/** Runs `jobs` all at once and measures them. */
+async function measure(system: System, jobs: { token: string; pi: string }[], countCredits: boolean): Promise<Figures> {
+  const before = emu.stats.requests;
+  const started = performance.now();
+  const results = await Promise.all(jobs.map((j) => confirmOnce(system.url, j.token, j.pi)));
+  const wall = performance.now() - started;
+  const bad = results.filter((r) => r.status !== 200).length;
+  if (bad > 0) console.warn(`  ${system.name}: ${bad} of ${results.length} answers were not 200`);
+  const ms = results.map((r) => r.ms);
+  return {
+    n: jobs.length,
+    stripe_calls: emu.stats.requests - before,
+    credits: countCredits ? creditsFor(emu, new Set(jobs.map((j) => j.pi))) : 0,
+    p50_ms: round(quantile(ms, 0.5)),
+    p99_ms: round(quantile(ms, 0.99)),
+    max_ms: round(Math.max(...ms)),
+    per_s: round((jobs.length / wall) * 1000),
+  };
+}
+
+/** What the service adds per confirm: end-to-end time minus the time the emulator spent on its calls. */
+async function overhead(system: System, first: boolean): Promise<Figures> {
+  const count = quick ? 15 : 40;
+  const prepared = await prepare(system, first ? count : 1, first ? 1 : 1);
+  if (!first) await confirmOnce(system.url, prepared[0]?.token ?? "", prepared[0]?.pi ?? "");
+  const extra: number[] = [];
+  const before = emu.stats.requests;
+  for (let i = 0; i < count; i++) {
+    const job = first ? (prepared[i] as { token: string; pi: string }) : (prepared[0] as { token: string; pi: string });
+    const from = Date.now();
+    const { ms } = await confirmOnce(system.url, job.token, job.pi);
+    const spent = emu.log.filter((r) => r.at >= from - 1 && r.status !== 0).reduce((sum, r) => sum + r.duration_ms, 0);
+    extra.push(Math.max(0, ms - spent));
+  }
+  return {
+    n: count,
+    stripe_calls: emu.stats.requests - before,
+    credits: first ? creditsFor(emu, new Set(prepared.map((p) => p.pi))) : 0,
+    p50_ms: round(quantile(extra, 0.5)),
+    p99_ms: round(quantile(extra, 0.99)),
+    max_ms: round(Math.max(...extra)),
+    per_s: 0,
+  };
+}
+
+const ratio = (a: number, b: number) => (b === 0 ? null : Math.round((a / b) * 100) / 100);
+
+async function scenario(name: string, run: (s: System) => Promise<Figures>): Promise<Scenario> {
+  process.stdout.write(`  ${name}…`);
+  const ours = await run(systems[0] as System);
+  const base = await run(systems[1] as System);
+  process.stdout.write(" done\n");
+  return {
+    name,
+    ...ours,
+    baseline: base,
+    ratio: { stripe_calls: ratio(ours.stripe_calls, base.stripe_calls), p50_ms: ratio(ours.p50_ms, base.p50_ms), p99_ms: ratio(ours.p99_ms, base.p99_ms), per_s: ratio(ours.per_s, base.per_s) },
+  };
+}
+
+const scenarios: Scenario[] = [];
+try {
+  // Warm both systems (module load, first object) outside the figures.
+  for (const s of systems) {
+    const [w] = await prepare(s, 1, 1);
+    if (w) await confirmOnce(s.url, w.token, w.pi);
+  }
+  console.log("Running scenarios:");
+  for (const n of quick ? [1, 10, 100] : [1, 10, 100, 1000]) {
+    scenarios.push(
+      await scenario(`race N=${n}`, async (s) => {
+        const [job] = await prepare(s, 1, 1);
+        return measure(s, Array.from({ length: n }, () => job as { token: string; pi: string }), true);
+      }),
+    );
+  }
+  const replayN = quick ? 200 : 1000;
+  scenarios.push(
+    await scenario(`replay N=${replayN}`, async (s) => {
+      const [job] = await prepare(s, 1, 1);
+      await confirmOnce(s.url, job?.token ?? "", job?.pi ?? "");
+      return measure(s, Array.from({ length: replayN }, () => job as { token: string; pi: string }), false);
+    }),
+  );
+  for (const m of quick ? [100] : [100, 1000]) {
+    scenarios.push(await scenario(`spread M=${m}`, async (s) => measure(s, await prepare(s, m, 10), true)));
+  }
+  scenarios.push(await scenario("overhead, first confirm", (s) => overhead(s, true)));
+  scenarios.push(await scenario("overhead, replay", (s) => overhead(s, false)));
+} finally {
+  baselineProc.kill("SIGTERM");
+  await stack.stop();
+  rmSync(state, { recursive: true, force: true });
+}
+
+const header = ["scenario", "n", "calls", "credits", "p50 ms", "p99 ms", "max ms", "per s", "│ base calls", "base p50", "base p99", "base per s", "│ p50 ×", "per s ×"];
+const rows = scenarios.map((s) => [
+  s.name,
+  s.n,
+  s.stripe_calls,
+  s.credits,
+  s.p50_ms,
+  s.p99_ms,
+  s.max_ms,
+  s.per_s || "",
+  `│ ${s.baseline.stripe_calls}`,
+  s.baseline.p50_ms,
+  s.baseline.p99_ms,
+  s.baseline.per_s || "",
+  `│ ${s.ratio.p50_ms ?? "-"}`,
+  s.ratio.per_s ?? "",
+]);
+const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+const line = (cells: (string | number)[]) => cells.map((c, i) => String(c).padStart(widths[i] ?? 0)).join("  ");
+console.log(`\nL = ${L} ms per Stripe call. Stripe calls and credits are totals per scenario; latencies are per confirm.\n`);
+console.log(line(header));
+for (const r of rows) console.log(line(r));
+writeFileSync(join(projectRoot, "bench/results/latest.json"), `${JSON.stringify({ latency_ms: L, quick, at: new Date().toISOString(), scenarios }, null, 2)}\n`);
+console.log("\nWritten to bench/results/latest.json");
+process.exit(0);
