@@ -1,11 +1,12 @@
-// Three projects: the Stripe emulator's own tests run in Node against a real emulator server;
+// Four projects: the Stripe emulator's own tests run in Node against a real emulator server;
 // the service's tests run inside workerd (the Workers Vitest plugin) against an emulator that
-// test/global-setup.ts starts on a free 127.0.0.1 port and stops afterwards; the browser test
-// runs Chromium against `wrangler dev` and the emulator, started as `npm start` starts them.
+// test/global-setup.ts starts on a free 127.0.0.1 port and stops afterwards; the abuse and
+// overload tests do the same with their own rate-limited emulator and tight limits; the browser
+// test runs Chromium against `wrangler dev` and the emulator, started as `npm start` starts them.
 
 import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
-import { TEST_BINDINGS } from "./test/bindings.js";
+import { LIMITS_BINDINGS, TEST_BINDINGS } from "./test/bindings.js";
 
 export default defineConfig({
   test: {
@@ -43,6 +44,22 @@ export default defineConfig({
           include: ["test/*.test.ts"],
           globalSetup: ["test/global-setup.ts"],
           testTimeout: 30_000,
+        },
+      },
+      {
+        plugins: [
+          cloudflareTest(({ inject }) => ({
+            wrangler: { configPath: "./wrangler.toml" },
+            miniflare: {
+              bindings: { ...LIMITS_BINDINGS, STRIPE_API_BASE: inject<string>("limitsEmulatorUrl") },
+            },
+          })),
+        ],
+        test: {
+          name: "limits",
+          include: ["test/limits/*.test.ts"],
+          globalSetup: ["test/limits/global-setup.ts"],
+          testTimeout: 120_000,
         },
       },
     ],

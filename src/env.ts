@@ -3,6 +3,8 @@
 
 import type { AccountObject } from "./objects/account.js";
 import type { PaymentIntentObject } from "./objects/payment-intent.js";
+import type { StripeGovernor } from "./objects/governor.js";
+import type { RequestLimiter } from "./objects/limiter.js";
 import type { CreditRegistry } from "./objects/registry.js";
 
 /** Everything the Worker and its objects read from the environment. */
@@ -10,6 +12,8 @@ export interface Env {
   PAYMENT_INTENTS: DurableObjectNamespace<PaymentIntentObject>;
   ACCOUNTS: DurableObjectNamespace<AccountObject>;
   CREDIT_REGISTRY: DurableObjectNamespace<CreditRegistry>;
+  STRIPE_GOVERNOR: DurableObjectNamespace<StripeGovernor>;
+  LIMITER: DurableObjectNamespace<RequestLimiter>;
 
   STRIPE_SECRET_KEY: string;
   /** Default https://api.stripe.com; the local emulator in development and tests. */
@@ -39,6 +43,16 @@ export interface Env {
   TOPUP_MIN?: string;
   TOPUP_MAX?: string;
   TOPUP_CURRENCIES?: string;
+  /** Stripe calls per second for the whole service (default 20, under Stripe's test-mode 25; 0 = no governor). */
+  STRIPE_RATE_LIMIT?: string;
+  /** Confirms per minute per account (default 120) and per client address (default 600); 0 = no limit. */
+  CONFIRM_LIMIT_PER_MINUTE?: string;
+  CONFIRM_IP_LIMIT_PER_MINUTE?: string;
+  /** Top-ups created per minute per account (default 20) and per client address (default 60). */
+  TOPUP_LIMIT_PER_MINUTE?: string;
+  TOPUP_IP_LIMIT_PER_MINUTE?: string;
+  /** Callers one PaymentIntent object lets wait on its attempt in flight before answering 429 (default 100). */
+  OBJECT_QUEUE_LIMIT?: string;
 }
 
 /** A positive integer setting, or `fallback` when unset or malformed. */

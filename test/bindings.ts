@@ -10,4 +10,23 @@ export const TEST_BINDINGS = {
   OPERATOR_TOKEN: "op_test_token_0123456789",
   // Short enough that a hung Stripe call fails a test quickly, long enough for a 50 ms emulator.
   STRIPE_TIMEOUT_MS: "800",
+  // The governor and the request limits are on, but far above what these tests send; the
+  // limits project (LIMITS_BINDINGS) sets them where the abuse tests can reach them.
+  STRIPE_RATE_LIMIT: "1000",
+  CONFIRM_LIMIT_PER_MINUTE: "1000000",
+  CONFIRM_IP_LIMIT_PER_MINUTE: "1000000",
+  TOPUP_LIMIT_PER_MINUTE: "1000000",
+  TOPUP_IP_LIMIT_PER_MINUTE: "1000000",
+} as const;
+
+/** Bindings for test/limits: Stripe's test-mode budget, and limits the abuse tests can hit. */
+export const LIMITS_BINDINGS = {
+  ...TEST_BINDINGS,
+  // Just under the emulator's 25/s, as the default (20) is just under Stripe's.
+  STRIPE_RATE_LIMIT: "24",
+  // Queued calls wait their turn instead of timing out.
+  STRIPE_TIMEOUT_MS: "60000",
+  CONFIRM_LIMIT_PER_MINUTE: "100",
+  CONFIRM_IP_LIMIT_PER_MINUTE: "400",
+  OBJECT_QUEUE_LIMIT: "20",
 } as const;

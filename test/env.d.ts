@@ -8,7 +8,7 @@ declare global {
     interface Env extends WorkerEnv {}
     interface GlobalProps {
       mainModule: typeof import("../src/index.js");
-      durableNamespaces: "PaymentIntentObject" | "AccountObject" | "CreditRegistry";
+      durableNamespaces: "PaymentIntentObject" | "AccountObject" | "CreditRegistry" | "StripeGovernor" | "RequestLimiter";
     }
   }
 }

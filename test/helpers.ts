@@ -74,11 +74,11 @@ export function call(path: string, init: RequestInit = {}): Promise<Response> {
   return exports.default.fetch(new Request(`${ORIGIN}${path}`, init));
 }
 
-/** POST /billing/confirm_payment as a browser would. */
-export function confirm(token: string | null, paymentIntentId: string): Promise<Response> {
+/** POST /billing/confirm_payment as a browser would (from client address `ip`, when given). */
+export function confirm(token: string | null, paymentIntentId: string, ip?: string): Promise<Response> {
   return call("/billing/confirm_payment", {
     method: "POST",
-    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}), ...(ip ? { "cf-connecting-ip": ip } : {}) },
     body: JSON.stringify({ payment_intent_id: paymentIntentId }),
   });
 }
@@ -124,10 +124,7 @@ export interface BalanceTransaction {
 
 /** The customer's balance transactions for `paymentIntentId`, read straight from the emulator. */
 export async function ledgerFor(customerId: string, paymentIntentId?: string): Promise<BalanceTransaction[]> {
-  const res = await fetch(`${env.STRIPE_API_BASE}/v1/customers/${customerId}/balance_transactions?limit=100`, {
-    headers: { authorization: `Bearer ${TEST_BINDINGS.STRIPE_SECRET_KEY}` },
-  });
-  const list = (await res.json()) as { data: BalanceTransaction[] };
+  const list = await emu<{ data: BalanceTransaction[] }>(`/customers/${customerId}/balance_transactions`);
   return list.data.filter((tx) => paymentIntentId === undefined || tx.metadata.payment_intent === paymentIntentId);
 }
 

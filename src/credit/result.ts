@@ -22,7 +22,8 @@ export type Refused =
   | { ok: false; code: "payment_not_succeeded"; paymentIntentStatus: string }
   | { ok: false; code: "payment_not_creditable"; reason: string }
   | { ok: false; code: "credit_needs_attention" }
-  | { ok: false; code: "stripe_unavailable"; retryAfterSeconds: number };
+  | { ok: false; code: "stripe_unavailable"; retryAfterSeconds: number }
+  | { ok: false; code: "rate_limited"; retryAfterSeconds: number };
 
 /** `stripeCalls`: the Stripe calls this caller's answer cost (0 when joined or answered from storage), for logs. */
 export type ConfirmResult = (Credited | Refused) & { stripeCalls?: number };

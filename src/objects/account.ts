@@ -68,6 +68,8 @@ interface AccountRow {
 /** How long a remembered balance is served before Stripe is asked again (invoices also move it). */
 const BALANCE_TTL_MS = 30_000;
 const RETRY_AFTER_SECONDS = 2;
+/** How long "this account has no customer" is answered from memory. */
+const NO_CUSTOMER_MEMORY_MS = 60_000;
 
 /** Quotes a value for Stripe's search language: backslash-escape `\` and `'`. */
 export function searchLiteral(value: string): string {
@@ -77,18 +79,31 @@ export function searchLiteral(value: string): string {
 /** The per-account Durable Object; its public methods are the RPC surface. */
 export class AccountObject extends DurableObject<Env> {
   #stripe: Stripe | null = null;
+  #display: Stripe | null = null;
   #lookup: Promise<CustomerLookup> | null = null;
   #creation: Promise<CustomerLookup> | null = null;
+  /** An account with no customer, remembered briefly in memory so its requests do not each cost a search. */
+  #noCustomerUntil = 0;
 
   get #client(): Stripe {
-    this.#stripe ??= createStripe(this.env);
+    this.#stripe ??= createStripe(this.env, "credit");
     return this.#stripe;
   }
 
-  /** The account's Stripe customer, from storage or, the first time, from Stripe's search. */
-  async customerFor(accountId: string): Promise<CustomerLookup> {
+  /** For reads that only display something: they wait behind calls that credit. */
+  get #displayClient(): Stripe {
+    this.#display ??= createStripe(this.env, "display");
+    return this.#display;
+  }
+
+  /**
+   * The account's Stripe customer, from storage or, the first time, from Stripe's search.
+   * `storageOnly`: answer without Stripe (for a caller over its request limit).
+   */
+  async customerFor(accountId: string, storageOnly = false): Promise<CustomerLookup> {
     const known = this.#row(accountId);
     if (known) return { ok: true, customerId: known.customer_id };
+    if (storageOnly || Date.now() < this.#noCustomerUntil) return { ok: false, reason: "no_customer" };
     this.#lookup ??= this.#search(accountId).finally(() => {
       this.#lookup = null;
     });
@@ -97,6 +112,7 @@ export class AccountObject extends DurableObject<Env> {
 
   /** The account's customer, created on first use. Concurrent callers share one creation. */
   async ensureCustomer(accountId: string): Promise<CustomerLookup> {
+    this.#noCustomerUntil = 0;
     const found = await this.customerFor(accountId);
     if (found.ok || found.reason === "unavailable") return found;
     this.#creation ??= this.#create(accountId).finally(() => {
@@ -147,7 +163,7 @@ export class AccountObject extends DurableObject<Env> {
       return { ok: true, balance: -row.balance, currency: row.currency ?? defaultCurrency };
     }
     try {
-      const customer = await this.#client.customers.retrieve(row.customer_id);
+      const customer = await this.#displayClient.customers.retrieve(row.customer_id);
       if (customer.deleted) return { ok: true, balance: 0, currency: defaultCurrency };
       this.#storeBalance(accountId, customer.balance, customer.currency ?? null);
       return { ok: true, balance: -customer.balance, currency: customer.currency ?? defaultCurrency };
@@ -170,7 +186,7 @@ export class AccountObject extends DurableObject<Env> {
     const found = await this.customerFor(accountId);
     if (!found.ok) return found.reason === "no_customer" ? { ok: true, data: [], has_more: false, next_cursor: null } : found;
     try {
-      const page = await this.#client.customers.listBalanceTransactions(found.customerId, { limit, ...(cursor ? { starting_after: cursor } : {}) });
+      const page = await this.#displayClient.customers.listBalanceTransactions(found.customerId, { limit, ...(cursor ? { starting_after: cursor } : {}) });
       const data = page.data.map(lineOf);
       return { ok: true, data, has_more: page.has_more, next_cursor: page.has_more ? (data.at(-1)?.id ?? null) : null };
     } catch (err) {
@@ -229,7 +245,10 @@ export class AccountObject extends DurableObject<Env> {
     }
     // Not remembered when absent: an account may get its customer later, and a stranger's
     // guesses must not fill storage.
-    if (found.length === 0) return { ok: false, reason: "no_customer" };
+    if (found.length === 0) {
+      this.#noCustomerUntil = Date.now() + NO_CUSTOMER_MEMORY_MS;
+      return { ok: false, reason: "no_customer" };
+    }
     // Two customers for one account should never happen; take the oldest, deterministically.
     found.sort((a, b) => a.created - b.created || a.id.localeCompare(b.id));
     if (found.length > 1) logEvent("duplicate_customers", { account: accountId, ids: found.map((c) => c.id) });

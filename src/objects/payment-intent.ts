@@ -17,7 +17,7 @@
 
 import { DurableObject } from "cloudflare:workers";
 import type Stripe from "stripe";
-import type { Env } from "../env.js";
+import { intSetting, type Env } from "../env.js";
 import { assessPaymentIntent, type Assessment } from "../credit/policy.js";
 import type { Caller, ConfirmResult } from "../credit/result.js";
 import { missingAdjustments, netOf } from "../credit/reversals.js";
@@ -53,6 +53,11 @@ export type WebhookFact =
   | { kind: "refunded"; amountRefunded: number }
   | { kind: "dispute"; disputeId: string; amount: number; status: DisputeStatus };
 
+/** How the Worker asks: `storageOnly` when the caller is over its request limit (answer only what costs nothing). */
+export interface ConfirmOptions {
+  storageOnly?: boolean;
+}
+
 /** Everything the object knows about its PI, for tests and operators. */
 export interface Inspection {
   record: CreditRecord | null;
@@ -73,6 +78,8 @@ const READ_RETRY_AFTER_SECONDS = 2;
  * mid-protocol (eviction, deploy, crash), this alarm finishes the credit with no caller.
  */
 const WATCHDOG_MS = 30_000;
+/** How long a PI id that Stripe does not know, or that is not the caller's, is answered from memory. */
+const JUNK_MEMORY_MS = 60_000;
 /** The needs_attention reason for a PI marked credited with no ledger entry to show for it. */
 const CREDITED_ELSEWHERE = "metadata.credited is true but the customer's ledger has no entry for this PaymentIntent";
 
@@ -87,6 +94,11 @@ export class PaymentIntentObject extends DurableObject<Env> {
   #stripe: Stripe | null = null;
   #writer: LedgerWriter | null = null;
   #inflight: Attempt | null = null;
+  /** Callers waiting on the attempt in flight; bounded by OBJECT_QUEUE_LIMIT. */
+  #waiting = 0;
+  /** Junk seen recently (memory only: junk must leave nothing durable): unknown to Stripe, or not this owner's. */
+  #unknownUntil = 0;
+  #notOwnedUntil = new Map<string, number>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -94,17 +106,25 @@ export class PaymentIntentObject extends DurableObject<Env> {
   }
 
   /** Credits `paymentIntentId` exactly once, or says why not, for `caller`. */
-  async confirm(paymentIntentId: string, caller: Caller): Promise<ConfirmResult> {
+  async confirm(paymentIntentId: string, caller: Caller, options: ConfirmOptions = {}): Promise<ConfirmResult> {
     if (!PI_ID.test(paymentIntentId)) return { ok: false, code: "payment_intent_not_found" };
     const owner = caller.kind === "browser" ? caller.customerId : null;
+    const limited = { ok: false, code: "rate_limited", retryAfterSeconds: 1, stripeCalls: 0 } as const;
     // Bounded: each pass either answers or waits for a finished attempt of another owner.
     for (let pass = 0; pass < 8; pass++) {
       const rec = this.#store.load();
       if (rec && rec.payment_intent_id !== paymentIntentId) return { ok: false, code: "payment_intent_not_found" };
       if (rec && rec.state !== "verified") return this.#answer(outcomeOfFinal(rec, false), owner);
+      if (!rec && this.#knownJunk(owner)) return { ok: false, code: "payment_intent_not_found", stripeCalls: 0 };
+      if (options.storageOnly) return limited;
       const running = this.#inflight;
       if (running) {
-        const outcome = await running.promise;
+        // A hot PI: callers beyond the bound are told to come back rather than piling up.
+        if (this.#waiting >= intSetting(this.env.OBJECT_QUEUE_LIMIT, 100)) return limited;
+        this.#waiting++;
+        const outcome = await running.promise.finally(() => {
+          this.#waiting--;
+        });
         // An attempt made for another owner that found "not yours" says nothing about this
         // caller: run again from this caller's point of view.
         if (outcome.kind === "not_owned" && running.owner !== owner) continue;
@@ -225,16 +245,32 @@ export class PaymentIntentObject extends DurableObject<Env> {
       })
       .then((outcome) => {
         if (this.#inflight === attempt) this.#inflight = null;
-        logEvent("credit_attempt", {
-          payment_intent: paymentIntentId,
-          source: caller.kind,
-          outcome: outcome.kind,
-          stripe_calls: attempt.calls,
-          duration_ms: Date.now() - started,
-        });
+        if (outcome.kind === "unknown_pi") this.#unknownUntil = Date.now() + JUNK_MEMORY_MS;
+        if (outcome.kind === "not_owned" && owner !== null) this.#rememberNotOwned(owner);
+        // A browser's attempt is logged by the Worker's confirm line (with these calls); others here.
+        if (caller.kind !== "browser") {
+          logEvent("credit_attempt", {
+            payment_intent: paymentIntentId,
+            source: caller.kind,
+            outcome: outcome.kind,
+            stripe_calls: attempt.calls,
+            duration_ms: Date.now() - started,
+          });
+        }
         return outcome;
       });
     return attempt;
+  }
+
+  #knownJunk(owner: string | null): boolean {
+    const now = Date.now();
+    if (now < this.#unknownUntil) return true;
+    return owner !== null && (this.#notOwnedUntil.get(owner) ?? 0) > now;
+  }
+
+  #rememberNotOwned(owner: string): void {
+    if (this.#notOwnedUntil.size > 1000) this.#notOwnedUntil.clear();
+    this.#notOwnedUntil.set(owner, Date.now() + JUNK_MEMORY_MS);
   }
 
   /** Counts a Stripe call against the attempt in flight (attempts are serialised, so it is the one). */
@@ -304,10 +340,15 @@ export class PaymentIntentObject extends DurableObject<Env> {
     }
   }
 
-  /** Mark (once, best effort) and credit a verified record; follow-up work goes to the alarm. */
+  /**
+   * Mark (once, best effort) and credit a verified record; follow-up work goes to the alarm.
+   * The mark goes out alongside the credit rather than before it: it is a courtesy that never
+   * decides anything here (the record does), so the caller waits for one round trip, not two.
+   */
   async #complete(rec: CreditRecord, source: Caller["kind"]): Promise<Outcome> {
-    if (rec.mark_state === "pending" && rec.mark_attempts === 0) rec = await this.#mark(rec);
+    const marking = rec.mark_state === "pending" && rec.mark_attempts === 0 ? this.#mark(rec) : Promise.resolve(rec);
     const outcome = await this.#credit(rec, source);
+    await marking;
     const after = this.#store.load();
     if (outcome.kind === "credited" && after) await this.#scheduleFollowUp(after, false);
     return outcome;

@@ -8,6 +8,7 @@ import type { BalanceResult, CustomerLookup, LedgerPage, TopUpResult } from "../
 import { ApiError } from "../errors.js";
 import { jsonBody, requireAccount, type AppEnv } from "../http.js";
 import { logEvent } from "../log.js";
+import { checkLimits, rateLimited } from "./limits.js";
 import { accountObject, callObject, paymentIntentObject, rememberCustomer, rememberedCustomer } from "./objects.js";
 import { BalanceAnswer, ClientIdempotencyKey, ConfirmPaymentAnswer, ConfirmPaymentBody, ErrorAnswer, LedgerAnswer, LedgerQuery, TopUpAnswer, TopUpBody } from "./schemas.js";
 import { validationHook } from "./validation.js";
@@ -32,6 +33,7 @@ export const confirmPaymentRoute = createRoute({
     413: errorResponse("payload_too_large"),
     415: errorResponse("unsupported_media_type"),
     422: errorResponse("payment_not_creditable"),
+    429: errorResponse("rate_limited: over the account's or address's confirm limit, or a PaymentIntent hammered beyond its queue; see Retry-After"),
     503: errorResponse("stripe_unavailable; see Retry-After. The credit finishes on its own."),
   },
 });
@@ -49,6 +51,8 @@ export function confirmError(result: Exclude<ConfirmResult, { ok: true }>): ApiE
       return new ApiError(409, result.code, "This payment needs a manual review before it can be credited.");
     case "stripe_unavailable":
       return unavailable(result.retryAfterSeconds);
+    case "rate_limited":
+      return rateLimited(result.retryAfterSeconds);
   }
 }
 
@@ -70,10 +74,14 @@ billing.openapi(confirmPaymentRoute, async (c) => {
   const started = Date.now();
   const { payment_intent_id: paymentIntentId } = c.req.valid("json");
   const accountId = c.get("accountId");
+  // Over the limit, only what costs nothing is answered: a credit already recorded.
+  const limit = await checkLimits(c, "confirm", accountId);
+  const storageOnly = !limit.ok;
   const remembered = rememberedCustomer(accountId);
   const lookup: CustomerLookup = remembered
     ? { ok: true, customerId: remembered }
-    : await callObject(async (): Promise<CustomerLookup> => await accountObject(c.env, accountId).customerFor(accountId));
+    : await callObject(async (): Promise<CustomerLookup> => await accountObject(c.env, accountId).customerFor(accountId, storageOnly));
+  if (!lookup.ok && !limit.ok) throw rateLimited(limit.retryAfterSeconds);
   if (lookup.ok) rememberCustomer(accountId, lookup.customerId);
   if (!lookup.ok) {
     logEvent("confirm", { payment_intent: paymentIntentId, account: accountId, outcome: lookup.reason, duration_ms: Date.now() - started });
@@ -83,7 +91,7 @@ billing.openapi(confirmPaymentRoute, async (c) => {
   }
   const result = await callObject(
     async (): Promise<ConfirmResult> =>
-      await paymentIntentObject(c.env, paymentIntentId).confirm(paymentIntentId, { kind: "browser", accountId, customerId: lookup.customerId }),
+      await paymentIntentObject(c.env, paymentIntentId).confirm(paymentIntentId, { kind: "browser", accountId, customerId: lookup.customerId }, { storageOnly }),
   );
   logEvent("confirm", {
     payment_intent: paymentIntentId,
@@ -92,6 +100,7 @@ billing.openapi(confirmPaymentRoute, async (c) => {
     stripe_calls: result.stripeCalls ?? 0,
     duration_ms: Date.now() - started,
   });
+  if (!result.ok && result.code === "rate_limited" && !limit.ok) throw rateLimited(limit.retryAfterSeconds);
   if (!result.ok) throw confirmError(result);
   return c.json(
     {
@@ -119,6 +128,7 @@ export const topUpRoute = createRoute({
     400: errorResponse("invalid_request (including amounts and currencies outside the configured limits)"),
     401: errorResponse("unauthenticated"),
     409: errorResponse("idempotency_key_reused: the same Idempotency-Key with another amount or currency"),
+    429: errorResponse("rate_limited"),
     413: errorResponse("payload_too_large"),
     415: errorResponse("unsupported_media_type"),
     503: errorResponse("stripe_unavailable"),
@@ -134,6 +144,8 @@ billing.openapi(topUpRoute, async (c) => {
   if (!limits.currencies.includes(currency)) throw new ApiError(400, "invalid_request", `currency: must be one of ${limits.currencies.join(", ")}`);
   if (amount < limits.min || amount > limits.max) throw new ApiError(400, "invalid_request", `amount: must be between ${limits.min} and ${limits.max}`);
   const accountId = c.get("accountId");
+  const limit = await checkLimits(c, "topup", accountId);
+  if (!limit.ok) throw rateLimited(limit.retryAfterSeconds);
   const result = await callObject(async (): Promise<TopUpResult> => await accountObject(c.env, accountId).createTopUp(accountId, amount, currency, clientKey));
   logEvent("top_up", { account: accountId, amount, currency, outcome: result.ok ? "created" : result.reason, payment_intent: result.ok ? result.paymentIntentId : null });
   if (!result.ok) {

@@ -26,6 +26,7 @@ const CONFIG_FIELDS = {
   webhook_retry_base_ms: "webhookRetryBaseMs",
   webhook_max_attempts: "webhookMaxAttempts",
   hang_ms: "hangMs",
+  rate_limit_per_second: "rateLimitPerSecond",
 } as const;
 
 class ControlError extends Error {}
@@ -214,6 +215,12 @@ export function controlApi(emu: Emulator): Hono {
     return c.json(closeDispute(emu.store, emu.webhooks, d, status));
   });
 
+  // The ledger as the emulator holds it, newest first: for tests that must not spend Stripe's rate limit.
+  app.get("/customers/:id/balance_transactions", (c) => {
+    emu.store.customer(c.req.param("id"));
+    return c.json({ data: [...(emu.store.balanceTransactions.get(c.req.param("id")) ?? [])].reverse() });
+  });
+
   app.get("/events", (c) => {
     const type = c.req.query("type");
     return c.json({ data: emu.store.events.filter((e) => type === undefined || e.type === type) });
@@ -254,5 +261,6 @@ function configView(emu: Emulator): Json {
     webhook_retry_base_ms: o.webhookRetryBaseMs,
     webhook_max_attempts: o.webhookMaxAttempts,
     hang_ms: o.hangMs,
+    rate_limit_per_second: o.rateLimitPerSecond,
   };
 }

@@ -38,6 +38,8 @@ export interface EmulatorOptions {
   idempotencyTtlMs?: number;
   /** The longest a `hang` fault waits for the caller to give up (ms). */
   hangMs?: number;
+  /** Stripe's rate limit: API requests allowed per second (0 = none); beyond it, 429. */
+  rateLimitPerSecond?: number;
   /** Receives one line per API request; omit for silence. */
   log?: (line: string) => void;
 }
@@ -66,6 +68,8 @@ export interface Stats {
   keys: Record<string, number>;
   replays: number;
   faults_fired: number;
+  /** Requests refused by the configured rate limit. */
+  rate_limited: number;
 }
 
 const LOG_LIMIT = 100_000;
@@ -93,6 +97,7 @@ export class Emulator {
       searchLagMs: options.searchLagMs ?? 0,
       idempotencyTtlMs: options.idempotencyTtlMs ?? 24 * 60 * 60 * 1000,
       hangMs: options.hangMs ?? 120_000,
+      rateLimitPerSecond: options.rateLimitPerSecond ?? 0,
     };
     this.#print = options.log;
     this.store = new Store(this.options.searchLagMs);
@@ -201,6 +206,11 @@ export class Emulator {
       return finish(stripeError(requestId, 400, { type: "invalid_request_error", message: "Idempotency-Key must be at most 255 characters long." }));
     }
 
+    if (this.#overRateLimit()) {
+      this.stats.rate_limited++;
+      return finish(stripeError(requestId, 429, { type: "invalid_request_error", code: "rate_limit", message: "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits." }), { fault: "rate_limited" });
+    }
+
     const early = this.faults.take(["rate_limit", "in_use"], method, url.pathname, key);
     if (early) {
       this.stats.faults_fired++;
@@ -296,6 +306,19 @@ export class Emulator {
     return finish(toResponse(result, key), { fault: fault?.kind ?? null });
   }
 
+  /** Requests admitted in the current one-second window, as Stripe counts its per-second limit. */
+  #window = { start: 0, count: 0 };
+
+  #overRateLimit(): boolean {
+    const limit = this.options.rateLimitPerSecond;
+    if (limit <= 0) return false;
+    const now = Date.now();
+    if (now - this.#window.start >= 1000) this.#window = { start: now, count: 0 };
+    if (this.#window.count >= limit) return true;
+    this.#window.count++;
+    return false;
+  }
+
   async #delay(method: string, path: string, signal: AbortSignal): Promise<void> {
     const ms = this.faults.latencyFor(method, path);
     if (ms > 0) await sleep(ms, signal);
@@ -320,7 +343,7 @@ function apiKeyOf(authorization: string): string {
 }
 
 function emptyStats(): Stats {
-  return { requests: 0, calls: {}, keys: {}, replays: 0, faults_fired: 0 };
+  return { requests: 0, calls: {}, keys: {}, replays: 0, faults_fired: 0, rate_limited: 0 };
 }
 
 /** Resolves after `ms`, or as soon as `signal` aborts (the caller went away). */

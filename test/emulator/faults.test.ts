@@ -422,3 +422,26 @@ describe("direct creation", () => {
     expect((await h.control<{ ok: boolean }>("GET", "/health")).ok).toBe(true);
   });
 });
+
+describe("Stripe's rate limit", () => {
+  it("admits rate_limit_per_second requests per second and answers 429 beyond, saving nothing", async () => {
+    await h.control("POST", "/config", { rate_limit_per_second: 5 });
+    try {
+      // Wait for the start of a fresh one-second window, then send 8 at once.
+      await new Promise((r) => setTimeout(r, 1100));
+      const statuses = await Promise.all(
+        Array.from({ length: 8 }, (_, i) =>
+          fetch(`${h.url}/v1/customers`, { method: "POST", headers: { authorization: "Bearer sk_test_emulator", "idempotency-key": unique(`rl-${i}`) }, body: "" }).then((r) => r.status),
+        ),
+      );
+      expect(statuses.filter((s) => s === 200)).toHaveLength(5);
+      expect(statuses.filter((s) => s === 429)).toHaveLength(3);
+      const stats = await h.control<{ rate_limited: number }>("GET", "/stats");
+      expect(stats.rate_limited).toBeGreaterThanOrEqual(3);
+      await new Promise((r) => setTimeout(r, 1100));
+      expect((await fetch(`${h.url}/v1/customers`, { headers: { authorization: "Bearer sk_test_emulator" } })).status).toBe(200);
+    } finally {
+      await h.control("POST", "/config", { rate_limit_per_second: 0 });
+    }
+  });
+});

@@ -63,6 +63,7 @@ async function main(): Promise<void> {
     webhookUrl: process.env.WEBHOOK_URL || null,
     webhookSecret: process.env.WEBHOOK_SECRET || "whsec_emulator",
     searchLagMs: envInt("SEARCH_LAG_MS", 0),
+    rateLimitPerSecond: envInt("RATE_LIMIT_PER_SECOND", 0),
     log: (line) => console.log(line),
   });
   console.log(

@@ -1,0 +1,196 @@
+// Abuse and overload, against an emulator that enforces Stripe's test-mode rate limit (25/s):
+// junk confirms cost nothing durable and only a bounded number of Stripe calls; a burst of
+// honest confirms queues under the Stripe governor instead of meeting 429s; a hot PaymentIntent
+// hammered far beyond anything honest is credited once and answers only 200 or 429.
+
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { LIMITS_BINDINGS } from "../bindings.js";
+import { call, confirm, createCustomer, createPaymentIntent, emu, eventsFor, json, ledgerFor, newAccountId, paidTopUp, piObject, settledCredit, stripeRequests, tokenFor, waitForObject } from "../helpers.js";
+
+const ACCOUNT_LIMIT = Number(LIMITS_BINDINGS.CONFIRM_LIMIT_PER_MINUTE);
+
+let ipSeq = 0;
+/** A client address of its own for each test, so one test's flood does not limit the next. */
+function newIp(): string {
+  ipSeq++;
+  return `198.51.100.${ipSeq}`;
+}
+
+/** What a bucket of `perMinute` can have let through in `ms`: full at the start, refilled evenly. */
+function allowance(perMinute: number, ms: number): number {
+  return perMinute + Math.ceil((perMinute * ms) / 60_000) + 1;
+}
+
+function junkId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(18));
+  return `pi_junk${[...bytes].map((b) => "abcdefghijklmnopqrstuvwxyzABCDEF0123456789"[b % 42]).join("")}`;
+}
+
+/** Sends junk from `ip` until the account's or the address's limit answers 429 (bounded). */
+async function exhaust(token: string, ip: string): Promise<void> {
+  for (let round = 0; round < 20; round++) {
+    const answers = await Promise.all(Array.from({ length: 60 }, () => confirm(token, junkId(), ip)));
+    if (answers.some((r) => r.status === 429)) return;
+  }
+  throw new Error("never limited");
+}
+
+/** Whether an object left anything behind: a table of its own or an alarm. */
+async function leftBehind(paymentIntentId: string): Promise<{ tables: string[]; alarm: number | null }> {
+  return runInDurableObject(piObject(paymentIntentId), async (_instance, state) => ({
+    tables: state.storage.sql
+      .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")
+      .toArray()
+      .map((r) => r.name),
+    alarm: await state.storage.getAlarm(),
+  }));
+}
+
+describe("junk confirms", () => {
+  it("2,000 confirms of unknown ids from one account: bounded Stripe calls, nothing durable, 429 after the limit, an honest confirm still succeeds", async () => {
+    const attacker = await paidTopUp(100);
+    const honest = await paidTopUp(4200);
+    const ids = Array.from({ length: 2000 }, junkId);
+    const attackerIp = newIp();
+
+    const started = Date.now();
+    const flood = (async () => {
+      const answers: number[] = [];
+      for (let i = 0; i < ids.length; i += 250) {
+        const batch = await Promise.all(ids.slice(i, i + 250).map((id) => confirm(attacker.token, id, attackerIp)));
+        answers.push(...batch.map((r) => r.status));
+        await Promise.all(batch.map((r) => r.body?.cancel()));
+      }
+      return answers;
+    })();
+    const honestAnswer = await confirm(honest.token, honest.pi.id, newIp());
+    const answers = await flood;
+    const allowed = allowance(ACCOUNT_LIMIT, Date.now() - started);
+
+    expect(honestAnswer.status).toBe(200);
+    expect(await ledgerFor(honest.customer.id, honest.pi.id)).toHaveLength(1);
+
+    const notFound = answers.filter((s) => s === 404).length;
+    const limited = answers.filter((s) => s === 429).length;
+    expect(notFound + limited).toBe(2000);
+    expect(notFound).toBeLessThanOrEqual(allowed);
+    expect(limited).toBeGreaterThanOrEqual(2000 - allowed);
+    const reads = (await stripeRequests({ method: "GET", path: "/v1/payment_intents/pi_junk*" })).filter((r) => ids.includes(r.path.split("/").pop() ?? "")).length;
+    console.log(`junk: ${notFound} answered 404 after one Stripe read each, ${limited} answered 429; ${reads} Stripe reads (limit ${ACCOUNT_LIMIT}/min, ${allowed} allowed over the run)`);
+    expect(reads).toBeLessThanOrEqual(allowed);
+    expect(reads).toBe(notFound);
+
+    // Nothing durable in any object the junk reached (and none of the limited ones).
+    for (const id of [...ids.slice(0, 150), ...ids.slice(-50)]) {
+      expect(await leftBehind(id)).toEqual({ tables: [], alarm: null });
+    }
+  });
+
+  it("the same junk id again within a minute is answered from memory, with no Stripe call", async () => {
+    const { token } = await paidTopUp(100);
+    const id = junkId();
+    const ip = newIp();
+    for (let i = 0; i < 5; i++) expect((await confirm(token, id, ip)).status).toBe(404);
+    expect(await stripeRequests({ path: `/v1/payment_intents/${id}` })).toHaveLength(1);
+  });
+
+  it("a limited account still gets its already-credited answer, which costs nothing", async () => {
+    const { pi, token } = await paidTopUp(700);
+    const ip = newIp();
+    expect((await confirm(token, pi.id, ip)).status).toBe(200);
+    await exhaust(token, ip);
+    const again = await confirm(token, pi.id, ip);
+    expect(again.status).toBe(200);
+    expect((await json<{ status: string }>(again)).status).toBe("already_credited");
+  });
+
+  it("many accounts from one address are limited by address", async () => {
+    const ip = newIp();
+    const perIp = Number(LIMITS_BINDINGS.CONFIRM_IP_LIMIT_PER_MINUTE);
+    const tokens = await Promise.all(Array.from({ length: 10 }, async () => tokenFor(newAccountId("many"))));
+    const answers = await Promise.all(
+      Array.from({ length: perIp + 100 }, (_, i) =>
+        call("/billing/confirm_payment", {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${tokens[i % tokens.length]}`, "cf-connecting-ip": ip },
+          body: JSON.stringify({ payment_intent_id: junkId() }),
+        }),
+      ),
+    );
+    const limited = answers.filter((r) => r.status === 429);
+    expect(limited.length).toBeGreaterThanOrEqual(50);
+    expect(limited[0]?.headers.get("retry-after")).toMatch(/^\d+$/);
+    expect((await json<{ error: { code: string } }>(limited[0] as Response)).error.code).toBe("rate_limited");
+  });
+
+  it("the webhook is never limited, even from an address over its limit", async () => {
+    const { customer, pi } = await paidTopUp(300);
+    const ip = newIp();
+    const { token } = await paidTopUp(100);
+    await exhaust(token, ip);
+    const [event] = await eventsFor("payment_intent.succeeded", pi.id);
+    const { payload, signature } = await emu<{ payload: string; signature: string }>(`/events/${event?.id}/signed`);
+    const res = await call("/stripe/webhook", { method: "POST", headers: { "cf-connecting-ip": ip, "stripe-signature": signature }, body: payload });
+    expect(res.status).toBe(200);
+    await waitForObject(pi.id, settledCredit);
+    expect(await ledgerFor(customer.id, pi.id)).toHaveLength(1);
+  });
+});
+
+describe("a burst of honest confirms", () => {
+  it("300 distinct paid PaymentIntents confirmed at once under a 25/s Stripe limit: each credited once, queued rather than refused", async () => {
+    const accounts = await Promise.all(
+      Array.from({ length: 30 }, async () => {
+        const accountId = newAccountId("burst");
+        const customer = await createCustomer(accountId);
+        const pis = await Promise.all(Array.from({ length: 10 }, () => createPaymentIntent({ customer: customer.id, amount: 100 })));
+        return { token: await tokenFor(accountId), customer, pis };
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 1500)); // let the set-up's own requests leave the emulator's window
+    const before = await emu<{ rate_limited: number; requests: number }>("/stats");
+    const started = Date.now();
+    const answers = await Promise.all(accounts.flatMap((a, i) => a.pis.map((pi) => confirm(a.token, pi.id, `192.0.2.${i + 1}`))));
+    const elapsed = (Date.now() - started) / 1000;
+    const after = await emu<{ rate_limited: number; requests: number }>("/stats");
+
+    const statuses = answers.map((r) => r.status);
+    // Anything not finished while its caller waited is finished by the object's alarm.
+    for (const [i, status] of statuses.entries()) {
+      if (status !== 200) {
+        const account = accounts[Math.floor(i / 10)];
+        await runDurableObjectAlarm(piObject(account?.pis[i % 10]?.id ?? ""));
+      }
+    }
+    for (const a of accounts) {
+      const ledger = await ledgerFor(a.customer.id);
+      expect(ledger).toHaveLength(10);
+      expect(new Set(ledger.map((tx) => tx.metadata.payment_intent)).size).toBe(10);
+    }
+    const calls = after.requests - before.requests;
+    const refused = after.rate_limited - before.rate_limited;
+    const minimum = calls / 25;
+    console.log(`burst: ${statuses.filter((s) => s === 200).length}/300 answered 200; ${calls} Stripe calls in ${elapsed.toFixed(1)} s (the 25/s limit's minimum: ${minimum.toFixed(1)} s); ${refused} refused with 429`);
+    expect(refused).toBeLessThanOrEqual(5);
+    expect(statuses.filter((s) => s === 200).length).toBeGreaterThanOrEqual(295);
+    expect(elapsed).toBeLessThan(minimum * 1.5);
+  }, 180_000);
+});
+
+describe("a hot PaymentIntent", () => {
+  it("5,000 concurrent confirms: one credit, and every answer is 200 or 429", async () => {
+    const { customer, pi, token } = await paidTopUp(5000);
+    const ip = newIp();
+    const answers = await Promise.all(Array.from({ length: 5000 }, () => confirm(token, pi.id, ip)));
+    const statuses = answers.map((r) => r.status);
+    await Promise.all(answers.map((r) => r.body?.cancel()));
+    const counts = statuses.reduce<Record<number, number>>((m, s) => ({ ...m, [s]: (m[s] ?? 0) + 1 }), {});
+    console.log(`hot PaymentIntent: ${JSON.stringify(counts)}`);
+    expect(Object.keys(counts).every((s) => s === "200" || s === "429")).toBe(true);
+    expect(counts[200]).toBeGreaterThanOrEqual(1);
+    expect(await ledgerFor(customer.id, pi.id)).toHaveLength(1);
+    expect(env.OBJECT_QUEUE_LIMIT).toBe("20");
+  }, 120_000);
+});
