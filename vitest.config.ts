@@ -8,6 +8,19 @@ import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 import { LIMITS_BINDINGS, TEST_BINDINGS } from "./test/bindings.js";
 
+/** A workerd project: the Worker from wrangler.toml, with `bindings` and the emulator its set-up provides as `urlKey`. */
+function workerProject(name: string, include: string, globalSetup: string, urlKey: "emulatorUrl" | "limitsEmulatorUrl", bindings: Record<string, string>, testTimeout: number) {
+  return {
+    plugins: [
+      cloudflareTest(({ inject }) => ({
+        wrangler: { configPath: "./wrangler.toml" },
+        miniflare: { bindings: { ...bindings, STRIPE_API_BASE: inject<string>(urlKey) } },
+      })),
+    ],
+    test: { name, include: [include], globalSetup: [globalSetup], testTimeout },
+  };
+}
+
 export default defineConfig({
   test: {
     // The service's JSON log lines are for production; tests print their own tables.
@@ -30,38 +43,8 @@ export default defineConfig({
           hookTimeout: 180_000,
         },
       },
-      {
-        plugins: [
-          cloudflareTest(({ inject }) => ({
-            wrangler: { configPath: "./wrangler.toml" },
-            miniflare: {
-              bindings: { ...TEST_BINDINGS, STRIPE_API_BASE: inject<string>("emulatorUrl") },
-            },
-          })),
-        ],
-        test: {
-          name: "worker",
-          include: ["test/*.test.ts"],
-          globalSetup: ["test/global-setup.ts"],
-          testTimeout: 30_000,
-        },
-      },
-      {
-        plugins: [
-          cloudflareTest(({ inject }) => ({
-            wrangler: { configPath: "./wrangler.toml" },
-            miniflare: {
-              bindings: { ...LIMITS_BINDINGS, STRIPE_API_BASE: inject<string>("limitsEmulatorUrl") },
-            },
-          })),
-        ],
-        test: {
-          name: "limits",
-          include: ["test/limits/*.test.ts"],
-          globalSetup: ["test/limits/global-setup.ts"],
-          testTimeout: 120_000,
-        },
-      },
+      workerProject("worker", "test/*.test.ts", "test/global-setup.ts", "emulatorUrl", TEST_BINDINGS, 30_000),
+      workerProject("limits", "test/limits/*.test.ts", "test/limits/global-setup.ts", "limitsEmulatorUrl", LIMITS_BINDINGS, 120_000),
     ],
   },
 });

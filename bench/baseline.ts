@@ -33,6 +33,7 @@ function withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
 }
 
 const app = new Hono();
+app.get("/healthz", (c) => c.json({ ok: true }));
 app.post("/billing/confirm_payment", async (c) => {
   const auth = c.req.header("authorization")?.replace(/^Bearer /, "") ?? "";
   let account: string;

@@ -1,21 +1,25 @@
-// Starts one Stripe emulator for the Worker's tests and hands its URL to the Worker's bindings.
+// Starts one Stripe emulator for the Worker's tests and hands its URL to the Worker's bindings;
+// test/limits/global-setup.ts does the same with Stripe's rate limit on.
 
 import type { TestProject } from "vitest/node";
-import { startEmulator, type RunningEmulator } from "./emulator/server.js";
+import type { EmulatorOptions } from "./emulator/emulator.js";
+import { startEmulator } from "./emulator/server.js";
 import { TEST_BINDINGS } from "./bindings.js";
 
-let running: RunningEmulator | undefined;
+/** Starts an emulator, provides its URL as `key`, and returns the teardown that stops it. */
+export async function provideEmulator(project: TestProject, key: "emulatorUrl" | "limitsEmulatorUrl", options: EmulatorOptions = {}): Promise<() => Promise<void>> {
+  const running = await startEmulator(0, { webhookSecret: TEST_BINDINGS.STRIPE_WEBHOOK_SECRET, ...options });
+  project.provide(key, running.url);
+  return () => running.close();
+}
 
-export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  running = await startEmulator(0, { webhookSecret: TEST_BINDINGS.STRIPE_WEBHOOK_SECRET });
-  project.provide("emulatorUrl", running.url);
-  return async () => {
-    await running?.close();
-  };
+export default function setup(project: TestProject): Promise<() => Promise<void>> {
+  return provideEmulator(project, "emulatorUrl");
 }
 
 declare module "vitest" {
   export interface ProvidedContext {
     emulatorUrl: string;
+    limitsEmulatorUrl: string;
   }
 }
