@@ -27,6 +27,12 @@ interface Waiter {
 const MAX_WAIT_MS: Record<Priority, number> = { credit: 60_000, display: 5_000 };
 /** Bounds memory under a flood; beyond it, calls are refused at once. */
 const MAX_QUEUED = 20_000;
+/**
+ * Permits that may go at once after a quiet spell: two, so a confirm's mark and credit go out
+ * together, and small, because Stripe counts per second: a budget B never lets more than B + 2
+ * calls into one second (keep B at least 2 under Stripe's limit).
+ */
+const BURST = 2;
 
 /** The singleton rate governor; its public methods are the RPC surface. */
 export class StripeGovernor extends DurableObject<Env> {
@@ -44,8 +50,7 @@ export class StripeGovernor extends DurableObject<Env> {
     super(ctx, env);
     this.#budget = Math.max(1, intSetting(env.STRIPE_RATE_LIMIT, 20));
     this.#rate = this.#budget;
-    // A small burst: a lone call never waits, a crowd is spread over time.
-    this.#tokens = Math.min(5, this.#budget);
+    this.#tokens = BURST;
   }
 
   /** Waits for a permit to make one Stripe call. */
@@ -90,7 +95,7 @@ export class StripeGovernor extends DurableObject<Env> {
     if (this.#rate < this.#budget && now - this.#lastSlowdown > 1000) {
       this.#rate = Math.min(this.#budget, this.#rate + (this.#budget / 10) * seconds);
     }
-    this.#tokens = Math.min(Math.max(1, Math.min(5, this.#rate)), this.#tokens + this.#rate * seconds);
+    this.#tokens = Math.min(BURST, this.#tokens + this.#rate * seconds);
   }
 
   #pump(): void {

@@ -157,13 +157,21 @@ describe("a burst of honest confirms", () => {
     const after = await emu<{ rate_limited: number; requests: number }>("/stats");
 
     const statuses = answers.map((r) => r.status);
-    // Anything not finished while its caller waited is finished by the object's alarm.
-    for (const [i, status] of statuses.entries()) {
-      if (status !== 200) {
-        const account = accounts[Math.floor(i / 10)];
-        await runDurableObjectAlarm(piObject(account?.pis[i % 10]?.id ?? ""));
-      }
+    // Whatever did not finish while its caller waited finishes as production would: the
+    // object's alarm runs, and the browser, told 503 with Retry-After, asks again.
+    const jobs = accounts.flatMap((a, i) => a.pis.map((pi) => ({ token: a.token, pi: pi.id, ip: `192.0.2.${i + 1}` })));
+    let open = jobs.filter((_, i) => statuses[i] !== 200);
+    for (let round = 0; round < 10 && open.length > 0; round++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      const again = await Promise.all(
+        open.map(async (j) => {
+          await runDurableObjectAlarm(piObject(j.pi));
+          return (await confirm(j.token, j.pi, j.ip)).status;
+        }),
+      );
+      open = open.filter((_, i) => again[i] !== 200);
     }
+    expect(open).toEqual([]);
     for (const a of accounts) {
       const ledger = await ledgerFor(a.customer.id);
       expect(ledger).toHaveLength(10);
@@ -172,7 +180,7 @@ describe("a burst of honest confirms", () => {
     const calls = after.requests - before.requests;
     const refused = after.rate_limited - before.rate_limited;
     const minimum = calls / 25;
-    console.log(`burst: ${statuses.filter((s) => s === 200).length}/300 answered 200; ${calls} Stripe calls in ${elapsed.toFixed(1)} s (the 25/s limit's minimum: ${minimum.toFixed(1)} s); ${refused} refused with 429`);
+    console.log(`burst: ${statuses.filter((s) => s === 200).length}/300 answered 200 at once; ${calls} Stripe calls in ${elapsed.toFixed(1)} s (the 25/s limit's minimum: ${minimum.toFixed(1)} s); ${refused} refused with 429`);
     expect(refused).toBeLessThanOrEqual(5);
     expect(statuses.filter((s) => s === 200).length).toBeGreaterThanOrEqual(295);
     expect(elapsed).toBeLessThan(minimum * 1.5);
