@@ -2,10 +2,11 @@
 // AUTH_JWT_SECRET, valid for 24 hours. For local development only.
 
 import { SignJWT } from "jose";
+import { ACCOUNT_ID } from "../src/ids.js";
 import { loadDevVars } from "./dev-vars.js";
 
 const accountId = process.argv[2];
-if (!accountId || !/^[A-Za-z0-9_.:@|-]{1,128}$/.test(accountId)) {
+if (!accountId || !ACCOUNT_ID.test(accountId)) {
   console.error("usage: npm run token -- <account id>   (letters, digits and _ . : @ | - only)");
   process.exit(2);
 }

@@ -6,13 +6,9 @@
 import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyOptions } from "jose";
 import type { Env } from "./env.js";
 import { ApiError } from "./errors.js";
+import { ACCOUNT_ID } from "./ids.js";
 import { logEvent } from "./log.js";
 
-/**
- * Account ids travel into Stripe metadata and search queries: keep them to a plain alphabet
- * so that no quoting trick can change a query's meaning.
- */
-const ACCOUNT_ID = /^[A-Za-z0-9_.:@|-]{1,128}$/;
 
 const remoteKeySets = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
 /** The HS256 key, imported once per secret rather than on every request. */

@@ -19,6 +19,7 @@ import { DurableObject } from "cloudflare:workers";
 import type Stripe from "stripe";
 import { intSetting, type Env } from "../env.js";
 import { assessPaymentIntent, type Assessment } from "../credit/policy.js";
+import { PAYMENT_INTENT_ID } from "../ids.js";
 import type { Caller, ConfirmResult } from "../credit/result.js";
 import { missingAdjustments, netOf } from "../credit/reversals.js";
 import { logEvent } from "../log.js";
@@ -68,7 +69,6 @@ export interface Inspection {
   journal: JournalEntry[];
 }
 
-const PI_ID = /^pi_[A-Za-z0-9]+$/;
 /** How far before the recorded intent the ledger search looks (clock skew between us and Stripe). */
 const LEDGER_SLACK_SECONDS = 3600;
 /** Retry-After for a caller whose PI could not even be read (nothing recorded, nothing scheduled). */
@@ -107,14 +107,14 @@ export class PaymentIntentObject extends DurableObject<Env> {
 
   /** Credits `paymentIntentId` exactly once, or says why not, for `caller`. */
   async confirm(paymentIntentId: string, caller: Caller, options: ConfirmOptions = {}): Promise<ConfirmResult> {
-    if (!PI_ID.test(paymentIntentId)) return { ok: false, code: "payment_intent_not_found" };
+    if (!PAYMENT_INTENT_ID.test(paymentIntentId)) return { ok: false, code: "payment_intent_not_found" };
     const owner = caller.kind === "browser" ? caller.customerId : null;
     const limited = { ok: false, code: "rate_limited", retryAfterSeconds: 1, stripeCalls: 0 } as const;
     // Bounded: each pass either answers or waits for a finished attempt of another owner.
     for (let pass = 0; pass < 8; pass++) {
       const rec = this.#store.load();
       if (rec && rec.payment_intent_id !== paymentIntentId) return { ok: false, code: "payment_intent_not_found" };
-      if (rec && rec.state !== "verified") return this.#answer(outcomeOfFinal(rec, false), owner);
+      if (rec && rec.state !== "verified") return this.#answer(outcomeOfFinal(rec), owner);
       if (!rec && this.#knownJunk(owner)) return { ok: false, code: "payment_intent_not_found", stripeCalls: 0 };
       if (options.storageOnly) return limited;
       const running = this.#inflight;
@@ -142,7 +142,7 @@ export class PaymentIntentObject extends DurableObject<Env> {
    * nothing: the facts are cumulative or keyed by the dispute.
    */
   async notify(paymentIntentId: string, fact: WebhookFact): Promise<{ accepted: boolean }> {
-    if (!PI_ID.test(paymentIntentId)) return { accepted: false };
+    if (!PAYMENT_INTENT_ID.test(paymentIntentId)) return { accepted: false };
     const rec = this.#store.load();
     if (rec && rec.payment_intent_id !== paymentIntentId) return { accepted: false };
     switch (fact.kind) {
@@ -290,7 +290,7 @@ export class PaymentIntentObject extends DurableObject<Env> {
       await this.#followUp(rec);
       return { kind: "credited", fresh: false };
     }
-    if (rec && rec.state !== "verified") return outcomeOfFinal(rec, false);
+    if (rec && rec.state !== "verified") return outcomeOfFinal(rec);
     if (rec) {
       if (owner !== null && rec.customer_id !== owner) return { kind: "not_owned", customer: rec.customer_id };
       return this.#complete(rec, source);
@@ -642,10 +642,11 @@ export function operatorState(rec: CreditRecord, adjustments: AdjustmentRecord[]
   return rec.mark_state === "pending" ? "credited_mark_pending" : "credited";
 }
 
-function outcomeOfFinal(rec: CreditRecord, fresh: boolean): Outcome {
+/** The outcome a record in a final state stands for (nothing was written by this caller). */
+function outcomeOfFinal(rec: CreditRecord): Outcome {
   switch (rec.state) {
     case "credited":
-      return { kind: "credited", fresh };
+      return { kind: "credited", fresh: false };
     case "not_creditable":
       return { kind: "not_creditable", reason: rec.reason ?? "not_creditable", customer: rec.customer_id };
     case "needs_attention":

@@ -2,12 +2,13 @@
 // and describe them in the OpenAPI document.
 
 import { z } from "@hono/zod-openapi";
+import { PAYMENT_INTENT_ID } from "../ids.js";
 
 /** `pi_` and letters and digits, 255 characters at most, as Stripe's ids. */
 export const PaymentIntentId = z
   .string()
   .max(255)
-  .regex(/^pi_[A-Za-z0-9]+$/, "must be pi_ followed by letters and digits")
+  .regex(PAYMENT_INTENT_ID, "must be pi_ followed by letters and digits")
   .openapi({ example: "pi_3PqR8sT2eZvKYlo21AbCdEfG" });
 
 export const ConfirmPaymentBody = z.object({ payment_intent_id: PaymentIntentId }).strict().openapi("ConfirmPaymentRequest");

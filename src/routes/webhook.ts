@@ -10,6 +10,7 @@ import { bodyLimit } from "hono/body-limit";
 import Stripe from "stripe";
 import { ApiError } from "../errors.js";
 import type { AppEnv } from "../http.js";
+import { PAYMENT_INTENT_ID } from "../ids.js";
 import { logEvent } from "../log.js";
 import type { WebhookFact } from "../objects/payment-intent.js";
 import { createStripe } from "../stripe/client.js";
@@ -18,7 +19,6 @@ import { callObject, paymentIntentObject } from "./objects.js";
 /** Stripe's events are small; this bounds what an unsigned caller can make us hash. */
 const WEBHOOK_MAX_BYTES = 256 * 1024;
 const TOLERANCE_SECONDS = 300;
-const PI_ID = /^pi_[A-Za-z0-9]+$/;
 
 export const webhook = new Hono<AppEnv>();
 
@@ -98,6 +98,6 @@ function factOf(event: Stripe.Event, reverse: boolean): { paymentIntentId: strin
     default:
       return null;
   }
-  if (!paymentIntentId || !PI_ID.test(paymentIntentId) || !fact) return null;
+  if (!paymentIntentId || !PAYMENT_INTENT_ID.test(paymentIntentId) || !fact) return null;
   return { paymentIntentId, fact };
 }

@@ -1,0 +1,11 @@
+// The shapes of the ids that cross the service's boundaries, in one place: every layer that
+// checks an id (request schemas, webhook events, the objects, the token script) uses these.
+
+/** `pi_` and letters and digits, 255 characters at most, as Stripe's PaymentIntent ids. */
+export const PAYMENT_INTENT_ID = /^pi_[A-Za-z0-9]{1,252}$/;
+
+/**
+ * An account id (a token's `sub`). It travels into Stripe metadata and search queries, so it
+ * keeps to a plain alphabet: no quoting trick can change a query's meaning.
+ */
+export const ACCOUNT_ID = /^[A-Za-z0-9_.:@|-]{1,128}$/;
