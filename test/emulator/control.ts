@@ -99,6 +99,9 @@ export function controlApi(emu: Emulator): Hono {
     const b = await body(c);
     const kind = optString(b, "kind");
     if (!kind || !FAULT_KINDS.includes(kind as FaultKind)) throw new ControlError(`kind must be one of ${FAULT_KINDS.join(", ")}`);
+    for (const flag of ["saved", "apply", "replays"]) {
+      if (b[flag] !== undefined && typeof b[flag] !== "boolean") throw new ControlError(`${flag} must be a boolean`);
+    }
     const shouldRetry = b.should_retry;
     if (shouldRetry !== undefined && typeof shouldRetry !== "boolean") throw new ControlError("should_retry must be a boolean");
     const rule = emu.faults.add({
@@ -111,6 +114,7 @@ export function controlApi(emu: Emulator): Hono {
       should_retry: shouldRetry ?? null,
       saved: b.saved !== false,
       apply: b.apply === true,
+      replays: b.replays === true,
     });
     return c.json(rule);
   });
@@ -221,9 +225,32 @@ export function controlApi(emu: Emulator): Hono {
     return c.json({ data: [...(emu.store.balanceTransactions.get(c.req.param("id")) ?? [])].reverse() });
   });
 
+  // Unrelated ledger entries in bulk (metadata {padding: "true"}), to make a customer's ledger
+  // long: written straight into the store, so no request log line, rate limit or key is spent.
+  // Amounts alternate +amount/−amount (default 0), so an even count leaves the balance as it was.
+  app.post("/customers/:id/balance_transactions/pad", async (c) => {
+    const b = await body(c);
+    const count = int(b, "count");
+    const amount = int(b, "amount", 0);
+    if (count < 1 || count > 100_000) throw new ControlError("count must be between 1 and 100000");
+    const customer = emu.store.customer(c.req.param("id"));
+    const currency = optString(b, "currency") ?? customer.currency ?? "usd";
+    for (let i = 0; i < count; i++) {
+      emu.store.addBalanceTransaction(customer, i % 2 === 0 ? amount : -amount, currency, "padding", { padding: "true" });
+    }
+    return c.json({ added: count, balance: customer.balance, ledger_length: emu.store.balanceTransactions.get(customer.id)?.length ?? 0 });
+  });
+
+  // `payment_intent` keeps the events about one PaymentIntent: the PI itself, or an object (a
+  // charge, a refund, a dispute) whose payment_intent it is; a long run need not fetch them all.
   app.get("/events", (c) => {
     const type = c.req.query("type");
-    return c.json({ data: emu.store.events.filter((e) => type === undefined || e.type === type) });
+    const pi = c.req.query("payment_intent");
+    const about = (e: { data: { object: unknown } }) => {
+      const o = e.data.object as { id?: unknown; payment_intent?: unknown };
+      return o.id === pi || o.payment_intent === pi;
+    };
+    return c.json({ data: emu.store.events.filter((e) => (type === undefined || e.type === type) && (pi === undefined || about(e))) });
   });
   app.get("/deliveries", (c) => c.json({ data: emu.webhooks.deliveries }));
 

@@ -4,7 +4,8 @@
 // Every API request goes through one pipeline, in Stripe's order:
 //   auth (401, not saved) → injected 429 / 409 (not saved) → Idempotency-Key lookup (replay,
 //   409 in use, 400 idempotency_error) → parameter validation (400, not saved) → claim the key →
-//   latency → injected 500 / drop / hang → run → save the result under the key → answer.
+//   latency → injected 500 / 400 / drop / hang → run → save the result under the key → answer.
+// Fault rules with `replays: true` also fire on an answer replayed from a saved key.
 
 import { Hono, type Context } from "hono";
 import { balanceTransactionEndpoints } from "./balance-transactions.js";
@@ -12,7 +13,7 @@ import { controlApi } from "./control.js";
 import { customerEndpoints } from "./customers.js";
 import type { Endpoint } from "./endpoint.js";
 import { StripeFailure, type StripeErrorBody } from "./errors.js";
-import { Faults, type FaultRule } from "./faults.js";
+import { Faults, type FaultKind, type FaultRule } from "./faults.js";
 import { idempotencyErrorMessage, IdempotencyKeys, type SavedResult } from "./idempotency.js";
 import { canonical, decodeForm, validate } from "./params.js";
 import { paymentIntentEndpoints } from "./payment-intents.js";
@@ -73,6 +74,15 @@ export interface Stats {
 }
 
 const LOG_LIMIT = 100_000;
+
+/** Fault kinds that fire once a request runs (after the key lookup, latency and the claim). */
+const LATE_FAULTS: readonly FaultKind[] = ["error_500", "error_400", "drop", "hang"];
+
+const FAILED_500 = { status: 500, body: { error: { type: "api_error", message: "An unknown error occurred while processing the request." } } };
+const REFUSED_400 = {
+  status: 400,
+  body: { error: { type: "invalid_request_error", code: "parameter_invalid", message: "Invalid request: a parameter was refused (injected error_400)." } },
+};
 const KEY_PATTERN = /^(sk|rk)_(test|live)_[A-Za-z0-9_]+$/;
 
 /** The emulator's whole state and behaviour; `app.fetch` serves it. */
@@ -233,6 +243,17 @@ export class Emulator {
       if (found.kind === "replay") {
         await this.#delay(method, url.pathname, c.req.raw.signal);
         this.stats.replays++;
+        // Only rules with `replays: true` reach a replay; what they answer is never saved (the
+        // key already holds the original result, which the next clean retry gets).
+        const late = this.faults.take(LATE_FAULTS, method, url.pathname, key, true);
+        if (late) {
+          this.stats.faults_fired++;
+          const extra = { replayed: true, fault: late.kind };
+          if (late.kind === "hang") await this.#hang(c.req.raw.signal);
+          if (late.kind === "drop" || late.kind === "hang") return finish(dropResponse(), extra);
+          const refused = late.kind === "error_400" ? REFUSED_400 : FAILED_500;
+          return finish(toResponse(saved(requestId, refused.status, refused.body), key), extra);
+        }
         return finish(replay(requestId, key, found.result), { replayed: true });
       }
       if (found.kind === "in_use") {
@@ -258,15 +279,17 @@ export class Emulator {
     if (key !== null) this.keys.claim(key, name + " " + url.pathname, fingerprint);
     await this.#delay(method, url.pathname, c.req.raw.signal);
 
-    const fault = this.faults.take(["error_500", "drop", "hang"], method, url.pathname, key);
+    const fault = this.faults.take(LATE_FAULTS, method, url.pathname, key);
     if (fault) this.stats.faults_fired++;
     const run = (): SavedResult => {
       if (fault?.kind === "error_500") {
         // With `apply`, the write happens and the answer is still a 500: Stripe's docs say a 500
         // may or may not have applied the request.
         if (fault.apply) execute();
-        return saved(requestId, 500, { error: { type: "api_error", message: "An unknown error occurred while processing the request." } });
+        return saved(requestId, FAILED_500.status, FAILED_500.body);
       }
+      // A permanent refusal found while running: nothing applied, saved like any such 4xx.
+      if (fault?.kind === "error_400") return saved(requestId, REFUSED_400.status, REFUSED_400.body);
       return execute();
     };
     const execute = (): SavedResult => {
@@ -297,7 +320,7 @@ export class Emulator {
     }
 
     const result = run();
-    const keep = !(fault?.kind === "error_500" && !fault.saved);
+    const keep = !((fault?.kind === "error_500" || fault?.kind === "error_400") && !fault.saved);
     if (key !== null) {
       if (keep) this.keys.save(key, result);
       else this.keys.release(key);

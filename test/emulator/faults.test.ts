@@ -236,6 +236,148 @@ describe("hang", () => {
   });
 });
 
+describe("error_400", () => {
+  it("refuses permanently while running: nothing applied, saved under the key and replayed", async () => {
+    const rule = await fault({ kind: "error_400", method: "POST", path: TX_PATH });
+    expect(rule).toMatchObject({ kind: "error_400", times: 1, saved: true, replays: false });
+
+    const first = await credit("e400");
+    expect(first.status).toBe(400);
+    expect(errorOf(first)).toMatchObject({ type: "invalid_request_error", code: "parameter_invalid" });
+    const retry = await credit("e400");
+    expect(retry.status).toBe(400);
+    expect(retry.headers.get("idempotent-replayed")).toBe("true");
+    expect(errorOf(retry).code).toBe("parameter_invalid");
+    expect(await txWrites()).toBe(0);
+    expect(await balance()).toBe(0);
+    expect((await h.requests({ key: "e400" })).map((r) => [r.status, r.fault, r.replayed])).toEqual([
+      [400, "error_400", false],
+      [400, null, true],
+    ]);
+  });
+
+  it("a new key runs again: refused while the rule has times left, then applied", async () => {
+    await fault({ kind: "error_400", method: "POST", path: TX_PATH, times: 2 });
+    expect((await credit("e400-a")).status).toBe(400);
+    expect((await credit("e400-b")).status).toBe(400);
+    const third = await credit("e400-c");
+    expect(third.status).toBe(200);
+    expect(await txWrites()).toBe(1);
+    // The refused keys keep their refusal for their whole life.
+    expect((await credit("e400-a")).status).toBe(400);
+    expect(await txWrites()).toBe(1);
+  });
+
+  it("the stripe package sees an InvalidRequestError and does not retry it", async () => {
+    await fault({ kind: "error_400", method: "POST", path: TX_PATH });
+    const err = await stripeErrorOf(h.client({ maxNetworkRetries: 2 }).customers.createBalanceTransaction(customer.id, { amount: -300, currency: "usd" }, { idempotencyKey: "e400-sdk" }));
+    expect(err).toBeInstanceOf(Stripe.errors.StripeInvalidRequestError);
+    expect(err.code).toBe("parameter_invalid");
+    expect(await h.requests({ key: "e400-sdk" })).toHaveLength(1);
+  });
+
+  it("on a GET it is a plain 400", async () => {
+    await fault({ kind: "error_400", method: "GET", path: `/v1/customers/${customer.id}` });
+    const refused = await h.api("GET", `/v1/customers/${customer.id}`);
+    expect(refused.status).toBe(400);
+    expect(errorOf(refused).code).toBe("parameter_invalid");
+    expect((await h.api("GET", `/v1/customers/${customer.id}`)).status).toBe(200);
+  });
+});
+
+describe("replays: true", () => {
+  it("drop with replays: applied once, then the original and every replay dropped until times runs out", async () => {
+    const rule = await fault({ kind: "drop", method: "POST", path: TX_PATH, replays: true, times: 3 });
+    expect(rule.replays).toBe(true);
+    await expect(credit("drop-all")).rejects.toThrow();
+    await expect(credit("drop-all")).rejects.toThrow();
+    await expect(credit("drop-all")).rejects.toThrow();
+    const fourth = await credit("drop-all");
+    expect(fourth.status).toBe(200);
+    expect(fourth.headers.get("idempotent-replayed")).toBe("true");
+    expect(await txWrites()).toBe(1);
+    expect(await balance()).toBe(-500);
+    expect((await h.requests({ key: "drop-all" })).map((r) => [r.fault, r.replayed])).toEqual([
+      ["drop", false],
+      ["drop", true],
+      ["drop", true],
+      [null, true],
+    ]);
+  });
+
+  it("without replays (the default) a replay is answered before any fault: the rule waits for a new request", async () => {
+    await fault({ kind: "drop", method: "POST", path: TX_PATH, times: 2 });
+    await expect(credit("drop-once")).rejects.toThrow();
+    expect((await credit("drop-once")).status).toBe(200);
+    const rules = await h.control<{ data: FaultRule[] }>("GET", "/faults");
+    expect(rules.data[0]).toMatchObject({ fired: 1, times: 1 });
+  });
+
+  it("error_500 and error_400 with replays answer a replay with their error, and save nothing over the original", async () => {
+    expect((await credit("replay-err")).status).toBe(200);
+    await fault({ kind: "error_500", method: "POST", path: TX_PATH, replays: true });
+    await fault({ kind: "error_400", method: "POST", path: TX_PATH, replays: true });
+    expect((await credit("replay-err")).status).toBe(500);
+    const refused = await credit("replay-err");
+    expect(refused.status).toBe(400);
+    expect(errorOf(refused).code).toBe("parameter_invalid");
+    const clean = await credit("replay-err");
+    expect(clean.status).toBe(200);
+    expect(clean.headers.get("idempotent-replayed")).toBe("true");
+    expect(await txWrites()).toBe(1);
+  });
+
+  it("hang with replays holds a replay with no answer until the caller gives up", async () => {
+    expect((await credit("replay-hang")).status).toBe(200);
+    await fault({ kind: "hang", method: "POST", path: TX_PATH, replays: true });
+    const started = performance.now();
+    const err = await rejectionOf(h.client({ timeout: 300 }).customers.createBalanceTransaction(customer.id, { amount: -500, currency: "usd" }, { idempotencyKey: "replay-hang" }));
+    expect(err).toBeInstanceOf(Stripe.errors.StripeConnectionError);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(250);
+    expect((await credit("replay-hang")).status).toBe(200);
+    expect(await txWrites()).toBe(1);
+  });
+
+  it("must be a boolean", async () => {
+    expect((await h.controlRaw("POST", "/faults", { kind: "drop", replays: "yes" })).status).toBe(400);
+  });
+});
+
+describe("ledger padding", () => {
+  it("adds count unrelated entries fast, outside the request log and the rate limit, balance unchanged", async () => {
+    await h.control("POST", "/config", { rate_limit_per_second: 1 });
+    try {
+      expect((await credit("before-pad")).status).toBe(200);
+      const before = (await h.stats()).requests;
+      const started = performance.now();
+      const padded = await h.control<{ added: number; balance: number; ledger_length: number }>("POST", `/customers/${customer.id}/balance_transactions/pad`, { count: 2500 });
+      expect(performance.now() - started).toBeLessThan(2000);
+      expect(padded).toEqual({ added: 2500, balance: -500, ledger_length: 2501 });
+      expect((await h.stats()).requests).toBe(before);
+      const ledger = await h.control<{ data: { amount: number; metadata: Record<string, string> }[] }>("GET", `/customers/${customer.id}/balance_transactions`);
+      expect(ledger.data).toHaveLength(2501);
+      expect(ledger.data.slice(0, 2500).every((t) => t.metadata.padding === "true" && t.amount === 0)).toBe(true);
+      // The entry written before the padding is now the oldest, 26 pages of 100 deep.
+      expect(ledger.data[2500]).toMatchObject({ amount: -500 });
+    } finally {
+      await h.control("POST", "/config", { rate_limit_per_second: 0 });
+    }
+  });
+
+  it("with an amount, alternates +amount/−amount so an even count leaves the balance as it was", async () => {
+    const padded = await h.control<{ balance: number }>("POST", `/customers/${customer.id}/balance_transactions/pad`, { count: 4, amount: 7 });
+    expect(padded.balance).toBe(0);
+    const ledger = await h.control<{ data: { amount: number }[] }>("GET", `/customers/${customer.id}/balance_transactions`);
+    expect(ledger.data.map((t) => t.amount)).toEqual([-7, 7, -7, 7]);
+  });
+
+  it("refuses a bad count (400) and an unknown customer (404)", async () => {
+    expect((await h.controlRaw("POST", `/customers/${customer.id}/balance_transactions/pad`, {})).status).toBe(400);
+    expect((await h.controlRaw("POST", `/customers/${customer.id}/balance_transactions/pad`, { count: 0 })).status).toBe(400);
+    expect((await h.controlRaw("POST", `/customers/cus_missing/balance_transactions/pad`, { count: 1 })).status).toBe(404);
+  });
+});
+
 describe("times and every", () => {
   it("times: N fails the next N matching requests", async () => {
     await fault({ kind: "error_500", method: "GET", path: "/v1/customers/*", times: 2 });
@@ -406,6 +548,19 @@ describe("direct creation", () => {
     expect((await h.stripe.paymentIntents.confirm(open.id, { payment_method: "pm_card_visa" })).status).toBe("succeeded");
     const canceled = await h.control<PaymentIntent>("POST", "/payment_intents", { amount: 500, currency: "usd", status: "canceled" });
     expect((await h.stripe.paymentIntents.retrieve(canceled.id)).status).toBe("canceled");
+  });
+
+  it("GET /events?payment_intent= keeps the events about one PaymentIntent, its charge, refunds and disputes", async () => {
+    const pi = await h.control<PaymentIntent>("POST", "/payment_intents", { amount: 800, currency: "usd", customer: customer.id });
+    const other = await h.control<PaymentIntent>("POST", "/payment_intents", { amount: 900, currency: "usd", customer: customer.id });
+    await h.control("POST", `/payment_intents/${pi.id}/refund`, { amount: 100 });
+    await h.control("POST", `/payment_intents/${pi.id}/dispute`, {});
+    const about = await h.control<{ data: { type: string; data: { object: { id: string; payment_intent?: string } } }[] }>("GET", `/events?payment_intent=${pi.id}`);
+    expect(about.data.map((e) => e.type)).toEqual(["charge.succeeded", "payment_intent.succeeded", "refund.created", "charge.refunded", "charge.dispute.created"]);
+    expect(about.data.every((e) => e.data.object.id === pi.id || e.data.object.payment_intent === pi.id)).toBe(true);
+    const refunds = await h.control<{ data: unknown[] }>("GET", `/events?payment_intent=${pi.id}&type=charge.refunded`);
+    expect(refunds.data).toHaveLength(1);
+    expect((await h.control<{ data: unknown[] }>("GET", `/events?payment_intent=${other.id}`)).data).toHaveLength(2);
   });
 
   it("the control API refuses bad input with 400 (or 404 for a missing object)", async () => {

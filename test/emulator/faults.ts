@@ -11,9 +11,17 @@
  * - `in_use`: 409 `idempotency_key_in_use` before anything runs, never saved.
  * - `hang`: no answer until the caller gives up (or `hang_ms` passes); with `apply: true` the
  *   write is applied and saved first, so the outcome is unknown to the caller.
+ * - `error_400`: a permanent refusal, 400 `invalid_request_error` / `parameter_invalid`, raised
+ *   while the request runs (nothing applied), so, as Stripe does with such 4xx, it is saved
+ *   under the key and replayed; a new key runs again (and is refused while `times` lasts).
+ *
+ * With `replays: true` a rule of the kinds that fire while a request runs (error_500, error_400,
+ * drop, hang) also fires on a request answered from a saved key, which otherwise is replayed
+ * before any of them is considered: `drop` then loses the original answer and every replay.
+ * (`rate_limit` and `in_use` come before the key lookup, so they always meet replays.)
  */
-export type FaultKind = "error_500" | "drop" | "rate_limit" | "in_use" | "hang";
-export const FAULT_KINDS: readonly FaultKind[] = ["error_500", "drop", "rate_limit", "in_use", "hang"];
+export type FaultKind = "error_500" | "error_400" | "drop" | "rate_limit" | "in_use" | "hang";
+export const FAULT_KINDS: readonly FaultKind[] = ["error_500", "error_400", "drop", "rate_limit", "in_use", "hang"];
 
 export interface FaultRule {
   id: number;
@@ -28,6 +36,8 @@ export interface FaultRule {
   should_retry: boolean | null;
   saved: boolean;
   apply: boolean;
+  /** Also fires on requests answered from a saved key (replays). */
+  replays: boolean;
   matched: number;
   fired: number;
 }
@@ -79,10 +89,14 @@ export class Faults {
     return full;
   }
 
-  /** Consumes and returns the first rule of one of `kinds` that fires for this request. */
-  take(kinds: readonly FaultKind[], method: string, path: string, key: string | null): FaultRule | null {
+  /**
+   * Consumes and returns the first rule of one of `kinds` that fires for this request; for a
+   * request answered from a saved key (`replay`), only rules with `replays: true` are considered.
+   */
+  take(kinds: readonly FaultKind[], method: string, path: string, key: string | null, replay = false): FaultRule | null {
     for (const rule of this.rules) {
       if (rule.times <= 0 || !kinds.includes(rule.kind) || !matches(rule, method, path)) continue;
+      if (replay && !rule.replays) continue;
       if (rule.key !== null && (key === null || !globToRegExp(rule.key).test(key))) continue;
       rule.matched++;
       if (rule.matched % rule.every !== 0) continue;
