@@ -1,8 +1,9 @@
-// Four projects: the Stripe emulator's own tests run in Node against a real emulator server;
+// Five projects: the Stripe emulator's own tests run in Node against a real emulator server;
 // the service's tests run inside workerd (the Workers Vitest plugin) against an emulator that
 // test/global-setup.ts starts on a free 127.0.0.1 port and stops afterwards; the abuse and
-// overload tests do the same with their own rate-limited emulator and tight limits; the browser
-// test runs Chromium against `wrangler dev` and the emulator, started as `npm start` starts them.
+// overload tests do the same with their own rate-limited emulator and tight limits; the
+// randomized model test runs in workerd against an emulator of its own; the browser test runs
+// Chromium against `wrangler dev` and the emulator, started as `npm start` starts them.
 
 import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
@@ -18,6 +19,35 @@ function workerProject(name: string, include: string, globalSetup: string, urlKe
       })),
     ],
     test: { name, include: [include], globalSetup: [globalSetup], testTimeout },
+  };
+}
+
+/** An optional integer from the environment (MODEL_SEED=…); anything else is a mistake worth stopping for. */
+function envInt(name: string): number | null {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return null;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n)) throw new Error(`${name} must be an integer, got ${raw}`);
+  return n;
+}
+
+/**
+ * The randomized model test (test/model): a workerd project like "worker", with the replay
+ * coordinates passed in through `provide`, since code inside workerd cannot read the environment.
+ * `MODEL_SEED=… MODEL_PATH=… npm run test:model` replays a failure; MODEL_RUNS sets the run count.
+ */
+function modelProject() {
+  const project = workerProject("model", "test/model/*.test.ts", "test/model/global-setup.ts", "emulatorUrl", TEST_BINDINGS, 0);
+  const runs = envInt("MODEL_RUNS");
+  const shrinkSeconds = envInt("MODEL_SHRINK_SECONDS");
+  return {
+    ...project,
+    test: {
+      ...project.test,
+      // Each run takes seconds against the emulator; a soak of hundreds of runs takes many minutes.
+      testTimeout: Math.max(600_000, (runs ?? 0) * 30_000) + (shrinkSeconds ?? 0) * 1000,
+      provide: { modelSeed: envInt("MODEL_SEED"), modelPath: process.env.MODEL_PATH || null, modelRuns: runs, modelShrinkSeconds: shrinkSeconds },
+    },
   };
 }
 
@@ -45,6 +75,7 @@ export default defineConfig({
       },
       workerProject("worker", "test/*.test.ts", "test/global-setup.ts", "emulatorUrl", TEST_BINDINGS, 30_000),
       workerProject("limits", "test/limits/*.test.ts", "test/limits/global-setup.ts", "limitsEmulatorUrl", LIMITS_BINDINGS, 120_000),
+      modelProject(),
     ],
   },
 });

@@ -17,6 +17,7 @@ import { freePort, startStack } from "../scripts/stack.js";
 import type { Emulator } from "../test/emulator/emulator.js";
 import { createCustomer } from "../test/emulator/customers.js";
 import { createPaymentIntent, succeed } from "../test/emulator/payment-intents.js";
+import { TOP_UP_MARKER } from "../src/credit/top-up.js";
 
 const { values } = parseArgs({ options: { latency: { type: "string", default: "50" }, quick: { type: "boolean", default: false } } });
 const L = Number(values.latency);
@@ -117,7 +118,8 @@ async function prepare(system: System, count: number, perAccount: number, amount
       if (!res.ok) throw new Error(`warming account ${account}: ${res.status}`);
     }
     for (let j = 0; j < perAccount && i + j < count; j++) {
-      const pi = createPaymentIntent(emu.store, { amount, currency: "usd", customer: customer.id }, false);
+      // A top-up as POST /billing/top_ups makes it: only those are credited.
+      const pi = createPaymentIntent(emu.store, { amount, currency: "usd", customer: customer.id, metadata: { account_id: account, ...TOP_UP_MARKER } }, false);
       pi.payment_method = "pm_card_visa";
       succeed(emu.store, emu.webhooks, pi, { id: null, idempotency_key: null });
       out.push({ token: t, pi: pi.id, customer: customer.id });

@@ -3,7 +3,9 @@
 
 import { OpenAPIHono, z } from "@hono/zod-openapi";
 import { cors } from "hono/cors";
+import { createMiddleware } from "hono/factory";
 import { HTTPException } from "hono/http-exception";
+import { TrieRouter } from "hono/router/trie-router";
 import type { Env } from "./env.js";
 import { ApiError } from "./errors.js";
 import type { AppEnv } from "./http.js";
@@ -27,9 +29,13 @@ export function allowedOrigins(env: Env): string[] {
 function errorBoundary(err: Error, c: { json: (body: unknown, status: number, headers?: Record<string, string>) => Response; req: { path: string } }): Response {
   if (err instanceof ApiError) return c.json(err.body(), err.status, err.headers);
   if (err instanceof HTTPException) {
-    // Hono's own 4xx (malformed JSON from the validator, mostly).
+    // Hono's own 4xx. Its validator's only 400 is a body that does not parse as JSON; any other
+    // 400 is not said to be about the body, so a caller is not sent looking in the wrong place.
     const status = err.status;
-    if (status === 400) return c.json(new ApiError(400, "invalid_request", "The request body is not valid JSON.").body(), 400);
+    if (status === 400) {
+      const aboutJson = /json/i.test(err.message);
+      return c.json(new ApiError(400, "invalid_request", aboutJson ? "The request body is not valid JSON." : "The request is malformed.").body(), 400);
+    }
     if (status === 413) return c.json(new ApiError(413, "payload_too_large", "The request body is too large.").body(), 413);
     if (status === 401) return c.json(new ApiError(401, "unauthenticated", "Authentication is required.").body(), 401);
   }
@@ -65,12 +71,62 @@ function describeUndocumentedRoutes(app: OpenAPIHono<AppEnv>): void {
   });
 }
 
+/** The browser routes: CORS answers their OPTIONS preflights. */
+const BROWSER_PREFIX = "/billing";
+
+/** Which methods each route path answers, and a router that finds the paths a request matches. */
+interface MethodTable {
+  router: TrieRouter<string>;
+  methods: Map<string, Set<string>>;
+}
+
+/** Derived from the app's registered handlers; middleware (method ALL) says nothing about methods. */
+function methodTable(app: OpenAPIHono<AppEnv>): MethodTable {
+  const router = new TrieRouter<string>();
+  const methods = new Map<string, Set<string>>();
+  for (const { method, path } of app.routes) {
+    if (method === "ALL") continue;
+    let set = methods.get(path);
+    if (!set) {
+      set = new Set();
+      methods.set(path, set);
+      router.add("ALL", path, path);
+    }
+    set.add(method);
+    // Hono answers HEAD with its GET handler; CORS answers preflights on the browser routes.
+    if (method === "GET") set.add("HEAD");
+    if (path.startsWith(`${BROWSER_PREFIX}/`)) set.add("OPTIONS");
+  }
+  return { router, methods };
+}
+
+/**
+ * 405 with `Allow` for a path that exists under other methods, before any route middleware
+ * (auth, body checks) can answer something that sends the caller looking elsewhere. Registered
+ * before the routes; the table is built on the first request, once every route is in `app.routes`.
+ * Unknown paths go on to the 404.
+ */
+function methodGuard(app: OpenAPIHono<AppEnv>) {
+  let table: MethodTable | null = null;
+  return createMiddleware<AppEnv>(async (c, next) => {
+    // The demo routes answer 404 when DEMO_MODE is off, as if they did not exist: keep it so.
+    if (c.req.path.startsWith("/demo/") && c.env.DEMO_MODE !== "true") return next();
+    table ??= methodTable(app);
+    const [matches] = table.router.match(c.req.method, c.req.path);
+    const allowed = new Set<string>();
+    for (const [path] of matches) for (const m of table.methods.get(path) ?? []) allowed.add(m);
+    if (allowed.size === 0 || allowed.has(c.req.method)) return next();
+    const allow = [...allowed].join(", ");
+    throw new ApiError(405, "method_not_allowed", `${c.req.method} is not allowed on ${c.req.path}; allowed: ${allow}.`, {}, { Allow: allow });
+  });
+}
+
 /** Builds the Hono app that is the Worker's fetch handler. */
 export function buildApp(): OpenAPIHono<AppEnv> {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
 
   app.use(
-    "/billing/*",
+    `${BROWSER_PREFIX}/*`,
     cors({
       origin: (origin, c) => (allowedOrigins(c.env as Env).includes(origin) ? origin : null),
       allowMethods: ["GET", "POST", "OPTIONS"],
@@ -79,6 +135,7 @@ export function buildApp(): OpenAPIHono<AppEnv> {
       maxAge: 600,
     }),
   );
+  app.use("*", methodGuard(app));
 
   app.get("/healthz", (c) => c.json({ ok: true }));
   app.route("/billing", billing);

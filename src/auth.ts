@@ -9,7 +9,6 @@ import { ApiError } from "./errors.js";
 import { ACCOUNT_ID } from "./ids.js";
 import { logEvent } from "./log.js";
 
-
 const remoteKeySets = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
 /** The HS256 key, imported once per secret rather than on every request. */
 const hmacKeys = new Map<string, Promise<CryptoKey>>();
@@ -23,25 +22,50 @@ function hmacKey(secret: string): Promise<CryptoKey> {
   return key;
 }
 
-function unauthenticated(message: string): ApiError {
-  return new ApiError(401, "unauthenticated", message, {}, { "WWW-Authenticate": 'Bearer realm="billing"' });
+function unauthenticated(message: string, realm = "billing"): ApiError {
+  return new ApiError(401, "unauthenticated", message, {}, { "WWW-Authenticate": `Bearer realm="${realm}"` });
+}
+
+/** A JWT in compact form: three base64url parts. An empty signature (alg "none") has the shape and is refused by verification. */
+const COMPACT_JWT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+/**
+ * The token of an `Authorization: Bearer <token>` header, or a 401 that says what is wrong with
+ * the header: a caller who sent Basic credentials, or a bare "Bearer", is told so, not sent
+ * looking for a fault elsewhere. The scheme name is case-insensitive (RFC 9110 §11.1).
+ * `realm` names the audience in WWW-Authenticate; `shape` the token's expected form.
+ */
+export function bearerToken(authorization: string | undefined, realm = "billing", shape: RegExp = /^[A-Za-z0-9_\-.~+/]+=*$/): string {
+  const header = authorization?.trim() ?? "";
+  if (header === "") throw unauthenticated("The Authorization header is missing: send Authorization: Bearer <token>.", realm);
+  const [scheme = "", ...rest] = header.split(/\s+/);
+  if (scheme.toLowerCase() !== "bearer") throw unauthenticated("Authorization must use the Bearer scheme.", realm);
+  const token = rest.join(" ");
+  if (token === "") throw unauthenticated("The Authorization header has the Bearer scheme but no token.", realm);
+  if (rest.length > 1 || !shape.test(token)) throw unauthenticated("The bearer token is malformed.", realm);
+  return token;
 }
 
 /** Verifies the request's bearer token and returns the account id; throws a 401 ApiError otherwise. */
 export async function authenticate(authorization: string | undefined, env: Env): Promise<string> {
-  const match = /^Bearer ([A-Za-z0-9_\-.]+)$/.exec(authorization?.trim() ?? "");
-  if (!match) throw unauthenticated("A bearer token is required.");
-  const token = match[1] as string;
+  const token = bearerToken(authorization, "billing", COMPACT_JWT);
   let payload: JWTPayload;
   try {
     payload = await verify(token, env);
   } catch (err) {
     // A configuration mistake must be visible to operators, though callers only see a 401.
     if (!(err instanceof errors.JOSEError)) logEvent("auth_misconfigured", { error: String(err) });
-    throw unauthenticated("The token is invalid or expired.");
+    throw unauthenticated(tokenRefusal(err));
   }
   if (typeof payload.sub !== "string" || !ACCOUNT_ID.test(payload.sub)) throw unauthenticated("The token has no valid subject.");
   return payload.sub;
+}
+
+/** What a caller may be told about a refused token: expiry and "not yet" are theirs to fix; the rest is "invalid". */
+function tokenRefusal(err: unknown): string {
+  if (err instanceof errors.JWTExpired) return "The token has expired.";
+  if (err instanceof errors.JWTClaimValidationFailed && err.claim === "nbf") return "The token is not valid yet.";
+  return "The token is invalid.";
 }
 
 async function verify(token: string, env: Env): Promise<JWTPayload> {

@@ -43,6 +43,13 @@ export interface Env {
   TOPUP_MIN?: string;
   TOPUP_MAX?: string;
   TOPUP_CURRENCIES?: string;
+  /**
+   * Admits top-ups made by the server this one replaces, which lack our marker: `key=value` of
+   * metadata it put on them, and a cutoff (unix seconds or ISO date) they were created before.
+   * Both or neither (default: off); a malformed value admits nothing and is logged.
+   */
+  LEGACY_TOPUP_METADATA?: string;
+  LEGACY_TOPUP_CREATED_BEFORE?: string;
   /** Stripe calls per second for the whole service (default 20, under Stripe's test-mode 25; 0 = no governor). */
   STRIPE_RATE_LIMIT?: string;
   /** Confirms per minute per account (default 120) and per client address (default 600); 0 = no limit. */

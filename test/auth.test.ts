@@ -114,3 +114,65 @@ describe("CORS", () => {
     expect(await json(res)).toEqual({ ok: true });
   });
 });
+
+describe("401 messages name what is wrong with the Authorization header", () => {
+  const now = () => Math.floor(Date.now() / 1000);
+  const confirmWith = (authorization: string | null) =>
+    call("/billing/confirm_payment", {
+      method: "POST",
+      headers: { "content-type": "application/json", ...(authorization === null ? {} : { authorization }) },
+      body: JSON.stringify({ payment_intent_id: "pi_AuthProbe000" }),
+    });
+
+  it.each([
+    ["no header", async () => null, /missing/i],
+    ["an empty header", async () => "", /missing/i],
+    ["Basic credentials", async () => `Basic ${btoa("acct_x:secret")}`, /must use the Bearer scheme/],
+    ["a Digest header", async () => 'Digest username="acct_x"', /must use the Bearer scheme/],
+    ["a token with no scheme", async () => await tokenFor("acct_x"), /must use the Bearer scheme/],
+    ["the Bearer scheme with no token", async () => "Bearer", /no token/],
+    ["a token in two parts", async () => "Bearer abc def", /malformed/],
+    ["a token that is not a JWT", async () => "Bearer abc$def", /malformed/],
+    ["a token of two segments", async () => "Bearer abc.def", /malformed/],
+    ["an expired token", async () => `Bearer ${await tokenFor("acct_x", { iat: now() - 7200, exp: now() - 60 })}`, /expired/],
+    ["a token not valid yet", async () => `Bearer ${await tokenFor("acct_x", { nbf: now() + 600 })}`, /not valid yet/],
+    ["a forged token", async () => `Bearer ${await tokenFor("acct_x", {}, "an-attackers-own-secret-that-is-long-enough")}`, /invalid/],
+    ["a JWT-shaped string", async () => "Bearer not.a.jwt", /invalid/],
+  ])("%s on a billing route", async (_, header, message) => {
+    const res = await confirmWith(await header());
+    expect(res.status).toBe(401);
+    const body = await json<{ error: { code: string; message: string } }>(res);
+    expect(body.error.code).toBe("unauthenticated");
+    expect(body.error.message).toMatch(message);
+    expect(body.error.message).not.toMatch(/JSON|body/);
+    expect(res.headers.get("www-authenticate")).toBe('Bearer realm="billing"');
+  });
+
+  it("the scheme name is case-insensitive (RFC 9110): a valid token under `bearer` is accepted", async () => {
+    const res = await buildApp().fetch(
+      new Request("https://billing.test/billing/confirm_payment", {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `bearer ${await tokenFor("acct_x")}` },
+        body: "{}",
+      }),
+      env,
+      createExecutionContext(),
+    );
+    // 400 for the empty body: the token got through.
+    expect(res.status).toBe(400);
+  });
+
+  it.each([
+    ["no header", null, /missing/i],
+    ["Basic credentials", `Basic ${btoa("operator:secret")}`, /must use the Bearer scheme/],
+    ["the Bearer scheme with no token", "Bearer", /no token/],
+    ["a wrong token", "Bearer op_wrong", /operator token is invalid/],
+  ])("%s on an operator route", async (_, authorization, message) => {
+    const res = await call("/operator/credits", { headers: authorization === null ? {} : { authorization } });
+    expect(res.status).toBe(401);
+    const body = await json<{ error: { code: string; message: string } }>(res);
+    expect(body.error.code).toBe("unauthenticated");
+    expect(body.error.message).toMatch(message);
+    expect(res.headers.get("www-authenticate")).toBe('Bearer realm="operator"');
+  });
+});

@@ -3,10 +3,10 @@
 
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { confirm, createCustomer, createPaymentIntent, json, ledgerFor, newAccountId, paidTopUp, stripeRequests, stripeTraffic, tokenFor } from "./helpers.js";
+import { confirm, createCustomer, createPaymentIntent, json, ledgerFor, newAccountId, paidTopUp, stripeRequests, stripeTraffic, tokenFor, topUpMetadata } from "./helpers.js";
 
 interface ErrorBody {
-  error: { code: string; message: string; payment_intent_status?: string };
+  error: { code: string; message: string; payment_intent_status?: string; reason?: string };
 }
 
 async function storedRecord(paymentIntentId: string) {
@@ -92,16 +92,18 @@ describe("confirm refusals", () => {
   it("a succeeded PaymentIntent that received nothing is 422", async () => {
     const accountId = newAccountId();
     const customer = await createCustomer(accountId);
-    const pi = await createPaymentIntent({ customer: customer.id, amount_received: 0 });
-    await expectError(await confirm(await tokenFor(accountId), pi.id), 422, "payment_not_creditable");
+    const pi = await createPaymentIntent({ customer: customer.id, amount_received: 0, metadata: topUpMetadata(accountId) });
+    const body = await expectError(await confirm(await tokenFor(accountId), pi.id), 422, "payment_not_creditable");
+    expect(body.error.reason).toBe("zero_amount");
     await expectNoWrites(pi.id, customer.id);
   });
 
   it("a live-mode PaymentIntent under a test key is 422", async () => {
     const accountId = newAccountId();
     const customer = await createCustomer(accountId);
-    const pi = await createPaymentIntent({ customer: customer.id, livemode: true });
-    await expectError(await confirm(await tokenFor(accountId), pi.id), 422, "payment_not_creditable");
+    const pi = await createPaymentIntent({ customer: customer.id, livemode: true, metadata: topUpMetadata(accountId) });
+    const body = await expectError(await confirm(await tokenFor(accountId), pi.id), 422, "payment_not_creditable");
+    expect(body.error.reason).toBe("livemode_mismatch");
     await expectNoWrites(pi.id, customer.id);
   });
 

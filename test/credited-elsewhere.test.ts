@@ -5,7 +5,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { TEST_BINDINGS } from "./bindings.js";
-import { call, confirm, createCustomer, createPaymentIntent, json, ledgerFor, newAccountId, piObject, stripeRequests, tokenFor } from "./helpers.js";
+import { call, confirm, createCustomer, createPaymentIntent, json, ledgerFor, newAccountId, piObject, stripeRequests, tokenFor, topUpMetadata } from "./helpers.js";
 
 /** Writes a balance transaction the way the older server did (its own key, its own description). */
 async function legacyCredit(customerId: string, paymentIntentId: string, amount: number): Promise<string> {
@@ -20,7 +20,7 @@ async function legacyCredit(customerId: string, paymentIntentId: string, amount:
 async function setup(amount: number) {
   const accountId = newAccountId();
   const customer = await createCustomer(accountId);
-  const pi = await createPaymentIntent({ customer: customer.id, amount, metadata: { credited: "true" } });
+  const pi = await createPaymentIntent({ customer: customer.id, amount, metadata: { ...topUpMetadata(accountId), credited: "true" } });
   return { accountId, customer, pi, token: await tokenFor(accountId) };
 }
 

@@ -7,6 +7,7 @@ import { runDurableObjectAlarm } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { SignJWT } from "jose";
 import { expect } from "vitest";
+import { TOP_UP_MARKER } from "../src/credit/top-up.js";
 import type { Inspection } from "../src/objects/payment-intent.js";
 import { TEST_BINDINGS } from "./bindings.js";
 
@@ -48,16 +49,24 @@ export function createCustomer(accountId: string): Promise<Customer> {
   return emu<Customer>("/customers", { email: `${accountId}@example.com`, metadata: { account_id: accountId } });
 }
 
-/** A PaymentIntent created directly in the emulator, succeeded unless `status` says otherwise. */
+/**
+ * A PaymentIntent created directly in the emulator, succeeded unless `status` says otherwise.
+ * It is a top-up (creditable) only with `topUpMetadata` in its metadata.
+ */
 export function createPaymentIntent(fields: { customer?: string; amount?: number; currency?: string; status?: string; livemode?: boolean; metadata?: Record<string, string>; amount_received?: number }): Promise<PaymentIntent> {
   return emu<PaymentIntent>("/payment_intents", { amount: 1000, currency: "usd", ...fields });
 }
 
-/** An account with its customer and one succeeded PaymentIntent of `amount`. */
+/** The metadata POST /billing/top_ups puts on a top-up: the account and the top-up marker. */
+export function topUpMetadata(accountId: string): Record<string, string> {
+  return { account_id: accountId, ...TOP_UP_MARKER };
+}
+
+/** An account with its customer and one succeeded top-up of `amount`. */
 export async function paidTopUp(amount = 1000) {
   const accountId = newAccountId();
   const customer = await createCustomer(accountId);
-  const pi = await createPaymentIntent({ customer: customer.id, amount });
+  const pi = await createPaymentIntent({ customer: customer.id, amount, metadata: topUpMetadata(accountId) });
   return { accountId, customer, pi, token: await tokenFor(accountId) };
 }
 

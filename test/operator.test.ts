@@ -6,7 +6,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { buildApp } from "../src/app.js";
 import { TEST_BINDINGS } from "./bindings.js";
-import { addFault, call, confirm, json, ledgerFor, paidTopUp, removeFault, tokenFor } from "./helpers.js";
+import { addFault, call, confirm, deliver, emu, eventsFor, json, ledgerFor, paidThroughService, paidTopUp, piObject, removeFault, settledCredit, tokenFor, waitForObject } from "./helpers.js";
 
 const auth = { authorization: `Bearer ${TEST_BINDINGS.OPERATOR_TOKEN}` };
 
@@ -16,6 +16,21 @@ interface Listed {
   last_error: string | null;
   retry_count: number;
   next_retry_at: string | null;
+  adjustments: { operation: string; state: string; direction: string; amount: number; last_error: string | null }[];
+}
+
+/** Every entry GET /operator/credits shows, page by page (each page also prunes what is done). */
+async function listed(): Promise<Listed[]> {
+  const all: Listed[] = [];
+  let after: string | null = null;
+  do {
+    const res = await call(`/operator/credits?limit=200${after ? `&after=${after}` : ""}`, { headers: auth });
+    expect(res.status).toBe(200);
+    const page = await json<{ data: Listed[]; next_after: string | null }>(res);
+    all.push(...page.data);
+    after = page.next_after;
+  } while (after);
+  return all;
 }
 
 describe("operator routes", () => {
@@ -51,11 +66,46 @@ describe("operator routes", () => {
     ["a wrong token", async (): Promise<Record<string, string>> => ({ authorization: "Bearer op_wrong" })],
   ])("refuse %s with 401", async (_, headers) => {
     const h = await headers();
-    for (const [path, method] of [["/operator/credits", "GET"], ["/operator/credits/pi_123/retry", "POST"]] as const) {
+    for (const [path, method] of [["/operator/credits", "GET"], ["/operator/credits/pi_123", "GET"], ["/operator/credits/pi_123/retry", "POST"], ["/operator/events", "GET"]] as const) {
       const res = await call(path, { method, headers: h });
       expect(res.status).toBe(401);
       expect((await json<{ error: { code: string } }>(res)).error.code).toBe("unauthenticated");
     }
+  });
+
+  it("keep a credited, marked PI listed while a reversal Stripe refused needs attention, then drop it once written", async () => {
+    const { token, pi, customerId } = await paidThroughService(1500);
+    expect((await confirm(token, pi.id)).status).toBe(200);
+    await waitForObject(pi.id, settledCredit);
+    // Stripe refuses every reversal write for this PI (a permanent 400), whatever the key.
+    const rule = await addFault({ kind: "error_400", method: "POST", path: `/v1/customers/${customerId}/balance_transactions`, key: `credit-adjust:${pi.id}*`, times: 1000 });
+    try {
+      await emu(`/payment_intents/${pi.id}/refund`, { amount: 500 });
+      const [refunded] = await eventsFor("charge.refunded", pi.id);
+      expect((await deliver(refunded?.id ?? "missing")).status).toBe(200);
+      const stuck = await waitForObject(pi.id, (i) => i.adjustments.some((a) => a.state === "needs_attention"));
+      expect(stuck.record?.state).toBe("credited");
+      expect(stuck.record?.mark_state).toBe("done");
+
+      // Twice: the first listing must not have pruned it.
+      for (let round = 0; round < 2; round++) {
+        const entry = (await listed()).find((e) => e.payment_intent_id === pi.id);
+        expect(entry?.state).toBe("reversal_needs_attention");
+        expect(entry?.adjustments).toHaveLength(1);
+        expect(entry?.adjustments[0]).toMatchObject({ state: "needs_attention", direction: "debit", amount: 500 });
+        expect(entry?.adjustments[0]?.operation).toContain("refund");
+        expect(entry?.adjustments[0]?.last_error).toBeTruthy();
+      }
+      expect((await piObject(pi.id).inspect()).adjustments.map((a) => a.state)).toEqual(["needs_attention"]);
+    } finally {
+      await removeFault(rule);
+    }
+
+    // Once the operator's retry writes the reversal, nothing is owed and the list drops it.
+    expect((await call(`/operator/credits/${pi.id}/retry`, { method: "POST", headers: auth })).status).toBe(200);
+    await waitForObject(pi.id, settledCredit);
+    expect((await ledgerFor(customerId, pi.id)).map((tx) => tx.amount).sort((a, b) => a - b)).toEqual([-1500, 500]);
+    expect((await listed()).map((e) => e.payment_intent_id)).not.toContain(pi.id);
   });
 
   it("are disabled (403) when no operator token is configured", async () => {

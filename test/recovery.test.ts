@@ -3,9 +3,35 @@
 // abortAllDurableObjects (in-flight calls are cut off, as in a crash); crashes between calls use
 // evictDurableObject. Either way: one credit, the PI marked, the object final.
 
-import { abortAllDurableObjects, evictDurableObject, runDurableObjectAlarm } from "cloudflare:test";
-import { describe, expect, it } from "vitest";
-import { addFault, answerOf, confirm, emu, expectCreditedOnce, paidTopUp, piObject, removeFault, settle, stripeRequests, type Answer } from "./helpers.js";
+import { abortAllDurableObjects, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { afterAll, describe, expect, it } from "vitest";
+import { TEST_BINDINGS } from "./bindings.js";
+import {
+  addFault,
+  answerOf,
+  call,
+  confirm,
+  createCustomer,
+  createPaymentIntent,
+  deliver,
+  emu,
+  eventsFor,
+  expectCreditedOnce,
+  json,
+  ledgerFor,
+  newAccountId,
+  paidTopUp,
+  piObject,
+  removeFault,
+  settle,
+  settledCredit,
+  stripeRequests,
+  tokenFor,
+  topUpMetadata,
+  waitForObject,
+  type Answer,
+} from "./helpers.js";
 
 /** Waits until the emulator is serving (has received, not yet answered) a request matching `filter`. */
 async function waitForRequest(filter: { path?: string; key?: string; method?: string }): Promise<void> {
@@ -180,4 +206,299 @@ describe("a flaky Stripe", () => {
     await removeFault(rule);
     await expectCreditedOnce(pi.id, customer.id, amount, answers);
   });
+});
+
+// ---- A crash at every await, from every entry ----------------------------------------------
+// The protocol is held at one Stripe call (latency, or a hang after the write applied) and,
+// once the emulator is serving it, every object is cut off. Entries: a browser's confirm, and
+// the alarm acting on a webhook's notice; then a reversal's writes and look, an adoption's
+// ledger search (with and without a refund delivered before it). Each ends, after alarms, in
+// exactly the ledger entries it should have. A table of the outcomes is printed at the end.
+
+type Where = { path?: string; key?: string; method?: string };
+const crashTable = new Map<string, string>();
+
+/** runDurableObjectAlarm deletes the alarm before it runs it; the platform keeps an alarm whose
+ * run did not finish and runs it again. After cutting off a run started here, put it back. */
+async function platformRetriesAlarm(pi: string): Promise<void> {
+  await runInDurableObject(piObject(pi), async (_instance, state) => {
+    if ((await state.storage.getAlarm()) === null) await state.storage.setAlarm(Date.now());
+  });
+}
+
+/** Runs `start` until the request `at` is in flight at Stripe, then cuts off every object. */
+async function crashDuring(at: Where, start: () => Promise<unknown>): Promise<void> {
+  const running = start().catch(() => null);
+  await waitForRequest(at);
+  await abortAllDurableObjects();
+  await running;
+}
+
+const HOLD_MS = 800;
+const hold = (method: string, path: string) => emu("/latency", { ms: HOLD_MS, method, path });
+const release = (method: string, path: string) => emu("/latency", { ms: 0, method, path });
+const ledgerPath = (customer: string) => `/v1/customers/${customer}/balance_transactions`;
+
+/** Applied, answer lost, the SDK's retry refused (429 on the key's second request): the outcome is unknown. */
+async function unknownOutcome(customer: string, key: string): Promise<void> {
+  await emu("/faults", { kind: "drop", method: "POST", path: ledgerPath(customer), key, times: 1 });
+  await emu("/faults", { kind: "rate_limit", method: "POST", path: ledgerPath(customer), key, every: 2, times: 1 });
+}
+
+/** The webhook's entry: the signed payment_intent.succeeded delivered, then its alarm run. */
+async function deliverSucceeded(pi: string): Promise<void> {
+  const [event] = await eventsFor("payment_intent.succeeded", pi);
+  expect((await deliver(event?.id as string)).status).toBe(200);
+}
+
+async function operatorListed(pi: string): Promise<boolean> {
+  const listed = await json<{ data: { payment_intent_id: string }[] }>(await call("/operator/credits", { headers: { authorization: `Bearer ${TEST_BINDINGS.OPERATOR_TOKEN}` } }));
+  return listed.data.some((e) => e.payment_intent_id === pi);
+}
+
+interface CreditCrash {
+  name: string;
+  /** Holds the step at Stripe; returns the request that shows it is there, and how to let go. */
+  arm: (pi: string, customer: string) => Promise<{ at: Where; lift: () => Promise<unknown> }>;
+  /** Makes the write's outcome unknown first, so that the crashed step is a ledger look. */
+  unknownFirst?: boolean;
+}
+
+const creditCrashes: CreditCrash[] = [
+  {
+    name: "reading the PI",
+    arm: async (pi) => {
+      await hold("GET", `/v1/payment_intents/${pi}`);
+      return { at: { method: "GET", path: `/v1/payment_intents/${pi}` }, lift: () => release("GET", `/v1/payment_intents/${pi}`) };
+    },
+  },
+  {
+    name: "marking",
+    arm: async (pi) => {
+      await hold("POST", `/v1/payment_intents/${pi}`);
+      return { at: { key: `credit-mark:${pi}` }, lift: () => release("POST", `/v1/payment_intents/${pi}`) };
+    },
+  },
+  {
+    name: "writing the credit (not yet applied)",
+    arm: async (pi, customer) => {
+      await hold("POST", ledgerPath(customer));
+      return { at: { key: `credit-tx:${pi}` }, lift: () => release("POST", ledgerPath(customer)) };
+    },
+  },
+  {
+    name: "writing the credit (applied, unanswered)",
+    arm: async (pi) => {
+      await emu("/faults", { kind: "hang", apply: true, key: `credit-tx:${pi}`, times: 1 });
+      return { at: { key: `credit-tx:${pi}` }, lift: async () => undefined };
+    },
+  },
+  {
+    name: "reading the ledger after an unknown outcome",
+    unknownFirst: true,
+    arm: async (_pi, customer) => {
+      await hold("GET", ledgerPath(customer));
+      return { at: { method: "GET", path: ledgerPath(customer) }, lift: () => release("GET", ledgerPath(customer)) };
+    },
+  },
+];
+
+describe("a crash at every await of the notice alarm (the webhook's entry)", () => {
+  for (const crash of creditCrashes) {
+    it(`${crash.name} → one credit, with no browser at all`, async () => {
+      const label = `notice alarm: ${crash.name}`;
+      crashTable.set(label, "FAILED");
+      const amount = 3000 + Math.floor(Math.random() * 1000);
+      const { customer, pi, token } = await paidTopUp(amount);
+      // For a crash in the ledger look, the look must not succeed before it is held: the
+      // platform may run the alarm again on its own and find the entry at once.
+      const blind = crash.unknownFirst ? await addFault({ kind: "error_500", saved: false, method: "GET", path: ledgerPath(customer.id), times: 1000 }) : null;
+      if (crash.unknownFirst) {
+        await unknownOutcome(customer.id, `credit-tx:${pi.id}`);
+        await deliverSucceeded(pi.id);
+        await waitForObject(pi.id, (i) => i.journal.some((j) => j.step === "credit"));
+      }
+      const { at, lift } = await crash.arm(pi.id, customer.id);
+      if (blind !== null) await removeFault(blind);
+      await crashDuring(at, async () => {
+        if (!crash.unknownFirst) await deliverSucceeded(pi.id);
+        await runDurableObjectAlarm(piObject(pi.id));
+      });
+      await lift();
+      await platformRetriesAlarm(pi.id);
+      await waitForObject(pi.id, settledCredit);
+      await expectCreditedOnce(pi.id, customer.id, amount, [await answerOf(await confirm(token, pi.id))]);
+      expect(await operatorListed(pi.id)).toBe(false);
+      crashTable.set(label, "ok");
+    });
+  }
+
+  it("a browser's confirm cut off while reading the PI (nothing recorded yet) → told 503, then one credit", async () => {
+    crashTable.set("browser: reading the PI", "FAILED");
+    const { customer, pi, token } = await paidTopUp(2900);
+    const { at, lift } = await (creditCrashes[0] as CreditCrash).arm(pi.id, customer.id);
+    const answers: Answer[] = [];
+    await crashDuring(at, async () => answers.push(await answerOf(await confirm(token, pi.id))));
+    await lift();
+    expect(answers.map((a) => a.status)).toEqual([503]);
+    await settle(pi.id, token, answers);
+    await expectCreditedOnce(pi.id, customer.id, 2900, answers);
+    crashTable.set("browser: reading the PI", "ok");
+  });
+
+  it("evicted between the notice and its alarm → the alarm still credits once", async () => {
+    crashTable.set("evicted after the notice", "FAILED");
+    const { customer, pi, token } = await paidTopUp(3100);
+    await deliverSucceeded(pi.id);
+    await evictDurableObject(piObject(pi.id));
+    await waitForObject(pi.id, settledCredit);
+    await expectCreditedOnce(pi.id, customer.id, 3100, [await answerOf(await confirm(token, pi.id))]);
+    crashTable.set("evicted after the notice", "ok");
+  });
+});
+
+/** A credited PI, settled, with a refund of `refund` made at Stripe and its event delivered. */
+async function creditedThenRefunded(amount: number, refund: number, beforeDelivery?: (pi: string, customer: string) => Promise<void>) {
+  const paid = await paidTopUp(amount);
+  expect((await confirm(paid.token, paid.pi.id)).status).toBe(200);
+  await waitForObject(paid.pi.id, settledCredit);
+  await beforeDelivery?.(paid.pi.id, paid.customer.id);
+  await deliverRefund(paid.pi.id, refund);
+  return paid;
+}
+
+async function deliverRefund(pi: string, amount: number): Promise<void> {
+  await emu(`/payment_intents/${pi}/refund`, { amount });
+  const [event] = await eventsFor("charge.refunded", pi);
+  expect((await deliver(event?.id as string)).status).toBe(200);
+}
+
+const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
+
+describe("a crash at every await of a reversal", () => {
+  const reversalCrashes: CreditCrash[] = [
+    {
+      name: "writing the reversal (not yet applied)",
+      arm: async (pi, customer) => {
+        await hold("POST", ledgerPath(customer));
+        return { at: { key: `credit-adjust:${pi}:*` }, lift: () => release("POST", ledgerPath(customer)) };
+      },
+    },
+    {
+      name: "writing the reversal (applied, unanswered)",
+      arm: async (pi) => {
+        await emu("/faults", { kind: "hang", apply: true, key: `credit-adjust:${pi}:*`, times: 1 });
+        return { at: { key: `credit-adjust:${pi}:*` }, lift: async () => undefined };
+      },
+    },
+    {
+      name: "reading the ledger for a reversal whose outcome is unknown",
+      unknownFirst: true,
+      arm: async (_pi, customer) => {
+        await hold("GET", ledgerPath(customer));
+        return { at: { method: "GET", path: ledgerPath(customer) }, lift: () => release("GET", ledgerPath(customer)) };
+      },
+    },
+  ];
+  for (const crash of reversalCrashes) {
+    it(`${crash.name} → the refund taken back once`, async () => {
+      const label = `reversal: ${crash.name}`;
+      crashTable.set(label, "FAILED");
+      // As for the credit: no ledger look may succeed before the one that is held.
+      let blind: number | null = null;
+      const { customer, pi } = await creditedThenRefunded(
+        4000,
+        1500,
+        crash.unknownFirst
+          ? async (p, c) => {
+              blind = await addFault({ kind: "error_500", saved: false, method: "GET", path: ledgerPath(c), times: 1000 });
+              await unknownOutcome(c, `credit-adjust:${p}:*`);
+            }
+          : undefined,
+      );
+      if (crash.unknownFirst) {
+        await waitForObject(pi.id, (i) => i.journal.some((j) => j.step === "adjust"));
+        expect((await piObject(pi.id).inspect()).adjustments.map((a) => [a.operation, a.state])).toEqual([["refund:1500", "pending"]]);
+      }
+      const { at, lift } = await crash.arm(pi.id, customer.id);
+      if (blind !== null) await removeFault(blind);
+      await crashDuring(at, async () => {
+        // The refund's notice armed the alarm at once; the platform may be running it already.
+        if (!(await runDurableObjectAlarm(piObject(pi.id)))) await new Promise((r) => setTimeout(r, HOLD_MS * 2));
+      });
+      await lift();
+      await platformRetriesAlarm(pi.id);
+      const i = await waitForObject(pi.id, (x) => settledCredit(x) && x.amounts?.net === 2500);
+      expect(i.amounts).toEqual({ credited: 4000, reversed: 1500, net: 2500 });
+      expect(sorted((await ledgerFor(customer.id, pi.id)).map((tx) => tx.amount))).toEqual([-4000, 1500]);
+      crashTable.set(label, "ok");
+    });
+  }
+
+  it("evicted with the reversal planned and not yet written → written once by the alarm", async () => {
+    crashTable.set("reversal: evicted while pending", "FAILED");
+    const { customer, pi } = await creditedThenRefunded(4100, 100, (p) => emu("/faults", { kind: "rate_limit", key: `credit-adjust:${p}:*`, times: 2 }));
+    await waitForObject(pi.id, (i) => i.journal.some((j) => j.step === "adjust"));
+    expect((await piObject(pi.id).inspect()).adjustments.map((a) => a.state)).toEqual(["pending"]);
+    await evictDurableObject(piObject(pi.id));
+    await waitForObject(pi.id, (x) => settledCredit(x) && x.amounts?.net === 4000);
+    expect(sorted((await ledgerFor(customer.id, pi.id)).map((tx) => tx.amount))).toEqual([-4100, 100]);
+    crashTable.set("reversal: evicted while pending", "ok");
+  });
+});
+
+/** Writes a balance transaction the way the older server did (its own key, its own description). */
+async function legacyCredit(customerId: string, paymentIntentId: string, amount: number): Promise<string> {
+  const res = await fetch(`${env.STRIPE_API_BASE}/v1/customers/${customerId}/balance_transactions`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${TEST_BINDINGS.STRIPE_SECRET_KEY}`, "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({ amount: String(-amount), currency: "usd", description: "legacy top-up", "metadata[payment_intent]": paymentIntentId }),
+  });
+  return ((await res.json()) as { id: string }).id;
+}
+
+describe("a crash during an adoption (a PI credited elsewhere)", () => {
+  for (const entry of ["browser", "webhook"] as const) {
+    for (const refundFirst of [false, true]) {
+      const name = `${entry}: the ledger search for the entry made elsewhere${refundFirst ? ", a refund delivered first" : ""}`;
+      it(`${name} → adopted, nothing written${refundFirst ? ", the refund taken back once" : ""}`, async () => {
+        const label = `adoption (${name})`;
+        crashTable.set(label, "FAILED");
+        const accountId = newAccountId();
+        const customer = await createCustomer(accountId);
+        const pi = await createPaymentIntent({ customer: customer.id, amount: 5000, metadata: { ...topUpMetadata(accountId), credited: "true" } });
+        const token = await tokenFor(accountId);
+        const legacyId = await legacyCredit(customer.id, pi.id, 5000);
+        if (refundFirst) await deliverRefund(pi.id, 1200);
+
+        const answers: Answer[] = [];
+        await hold("GET", ledgerPath(customer.id));
+        await crashDuring({ method: "GET", path: ledgerPath(customer.id) }, async () => {
+          if (entry === "browser") answers.push(await answerOf(await confirm(token, pi.id)));
+          else {
+            await deliverSucceeded(pi.id);
+            await runDurableObjectAlarm(piObject(pi.id));
+          }
+        });
+        await release("GET", ledgerPath(customer.id));
+        if (entry === "webhook") await platformRetriesAlarm(pi.id);
+        else answers.push(await answerOf(await confirm(token, pi.id)));
+
+        const net = refundFirst ? 3800 : 5000;
+        const i = await waitForObject(pi.id, (x) => settledCredit(x) && x.amounts?.net === net);
+        expect(i.record).toMatchObject({ state: "credited", balance_transaction_id: legacyId, credited_by: "ledger" });
+        expect(sorted((await ledgerFor(customer.id, pi.id)).map((tx) => tx.amount))).toEqual(refundFirst ? [-5000, 1200] : [-5000]);
+        expect(await stripeRequests({ key: `credit-tx:${pi.id}*` })).toHaveLength(0);
+        answers.push(await answerOf(await confirm(token, pi.id)));
+        expect(answers.at(-1)).toMatchObject({ status: 200, code: "already_credited", txId: legacyId });
+        for (const a of answers) expect([200, 503]).toContain(a.status);
+        crashTable.set(label, `ok ${answers.map((a) => a.status).join("→")}`);
+      });
+    }
+  }
+});
+
+afterAll(() => {
+  if (crashTable.size === 0) return;
+  console.log(["", "Crash at every await: ends in the right ledger entries after alarms", ...[...crashTable.entries()].map(([k, v]) => `${k.padEnd(92)}${v}`), ""].join("\n"));
 });

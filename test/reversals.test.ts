@@ -3,11 +3,12 @@
 // and their signed events, with the ledger, the object's amounts and the balance route checked
 // after every step.
 
-import { createExecutionContext } from "cloudflare:test";
+import { createExecutionContext, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { buildApp } from "../src/app.js";
-import { authed, balanceOf, confirm, deliver, emu, eventsFor, json, ledgerFor, paidThroughService, piObject, settledCredit, waitForObject } from "./helpers.js";
+import type { Env } from "../src/env.js";
+import { authed, balanceOf, confirm, deliver, emu, eventsFor, json, ledgerFor, paidThroughService, piObject, settledCredit, stripeRequests, waitForObject } from "./helpers.js";
 
 /** Delivers every not-yet-delivered event of `type` for the PI, then lets the object act. */
 async function deliverNew(type: string, paymentIntentId: string, seen: Set<string>): Promise<void> {
@@ -125,19 +126,45 @@ describe("disputes", () => {
 });
 
 describe("REVERSE_ON_REFUND=false", () => {
-  it("leaves the credit alone on refunds", async () => {
+  it("leaves the credit alone on refunds: the webhook route drops the event, and the object given the fact writes nothing", async () => {
     const p = await credited(900);
+    await expectNet(p, 900, 900, [-900]);
     await emu(`/payment_intents/${p.pi.id}/refund`, {});
+    const events = await eventsFor("charge.refunded", p.pi.id);
+    expect(events).toHaveLength(1);
+
+    // The route, run with the setting off, acknowledges the event without handing it on.
     const off = { ...env, REVERSE_ON_REFUND: "false" };
-    for (const e of await eventsFor("charge.refunded", p.pi.id)) {
+    for (const e of events) {
       const { payload, signature } = await emu<{ payload: string; signature: string }>(`/events/${e.id}/signed`);
       const res = await buildApp().fetch(new Request("https://billing.test/stripe/webhook", { method: "POST", headers: { "stripe-signature": signature }, body: payload }), off, createExecutionContext());
       expect(res.status).toBe(200);
     }
-    const i = await waitForObject(p.pi.id, settledCredit);
-    expect(i.amount_refunded).toBe(0);
-    expect(i.amounts?.net).toBe(900);
-    expect(await ledgerFor(p.customerId, p.pi.id)).toHaveLength(1);
+    expect((await piObject(p.pi.id).inspect()).amount_refunded).toBe(0);
+
+    // The object reads the setting too (a refund recorded earlier, or delivered by a Worker still
+    // on the old setting, reaches it anyway). This pool has one set of bindings per project, so
+    // the object's env is swapped for the duration of one notify and one alarm run, in place.
+    const seen = await runInDurableObject(piObject(p.pi.id), async (instance, state) => {
+      const holder = instance as unknown as { env: Env };
+      const saved = holder.env;
+      holder.env = { ...saved, REVERSE_ON_REFUND: "false" };
+      try {
+        expect(await instance.notify(p.pi.id, { kind: "refunded", amountRefunded: 900 })).toEqual({ accepted: true });
+        await instance.alarm();
+        return { inspection: await instance.inspect(), alarm: await state.storage.getAlarm() };
+      } finally {
+        holder.env = saved;
+      }
+    });
+    // The fact reached the object, and no reversal was planned, written or left scheduled.
+    expect(seen.inspection.amount_refunded).toBe(900);
+    expect(seen.inspection.adjustments).toEqual([]);
+    expect(seen.inspection.amounts).toEqual({ credited: 900, reversed: 0, net: 900 });
+    expect(seen.alarm).toBeNull();
+    expect((await ledgerFor(p.customerId, p.pi.id)).map((tx) => tx.amount)).toEqual([-900]);
+    expect(await stripeRequests({ key: `credit-adjust:${p.pi.id}*` })).toHaveLength(0);
+    expect(await balanceOf(p.token)).toEqual({ balance: 900, currency: "usd" });
   });
 });
 

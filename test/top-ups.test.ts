@@ -4,6 +4,7 @@
 
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { topUpKey } from "../src/stripe/keys.js";
 import { TEST_BINDINGS } from "./bindings.js";
 import { authed, balanceOf, confirm, emu, json, newAccountId, payWithTestCard, stripePaymentIntent, stripeRequests, tokenFor, topUp } from "./helpers.js";
 
@@ -39,7 +40,9 @@ describe("POST /billing/top_ups", () => {
     expect(customers).toHaveLength(1);
     const pi = (await stripePaymentIntent(body.payment_intent_id)) as unknown as { customer: string; metadata: Record<string, string>; automatic_payment_methods: { enabled: boolean } };
     expect(pi.customer).toBe(customers[0]?.id);
-    expect(pi.metadata.account_id).toBe(accountId);
+    // The account and the marker that makes it a top-up (src/credit/top-up.ts), spelled out here
+    // so that a change of the marker is a visible change of contract.
+    expect(pi.metadata).toEqual({ account_id: accountId, edge_credit: "top_up" });
     expect(pi.automatic_payment_methods.enabled).toBe(true);
   });
 
@@ -74,6 +77,26 @@ describe("POST /billing/top_ups", () => {
     // Another account using the same key gets its own PaymentIntent.
     const stranger = await json<Created>(await topUp(await tokenFor(newAccountId()), { amount: 1500, currency: "usd" }, "click-1"));
     expect(stranger.payment_intent_id).not.toBe(ids[0]);
+  });
+
+  it("keys whose parts only differ in where a ':' falls are not confused: account a with key x:k, account a:x with key k", async () => {
+    // Both spell `a:x:k` when the parts are joined with ':'.
+    const suffix = newAccountId("s");
+    const first = { account: `a_${suffix}`, key: `x:k` };
+    const second = { account: `a_${suffix}:x`, key: `k` };
+    const a = await topUp(await tokenFor(first.account), { amount: 1500, currency: "usd" }, first.key);
+    const b = await topUp(await tokenFor(second.account), { amount: 1500, currency: "usd" }, second.key);
+    expect([a.status, b.status]).toEqual([201, 201]);
+    const [piA, piB] = [await json<Created>(a), await json<Created>(b)];
+    expect(piA.payment_intent_id).not.toBe(piB.payment_intent_id);
+    expect((await stripePaymentIntent(piA.payment_intent_id)).metadata.account_id).toBe(first.account);
+    expect((await stripePaymentIntent(piB.payment_intent_id)).metadata.account_id).toBe(second.account);
+    // The keys Stripe saw: the hashed form, one per account.
+    const keyA = await topUpKey(first.account, first.key);
+    const keyB = await topUpKey(second.account, second.key);
+    expect(keyA).not.toBe(keyB);
+    expect(await stripeRequests({ method: "POST", key: keyA })).toHaveLength(1);
+    expect(await stripeRequests({ method: "POST", key: keyB })).toHaveLength(1);
   });
 
   it.each([

@@ -170,3 +170,114 @@ describe("tokens are not webhooks", () => {
     expect((await json<{ error: { code: string } }>(res)).error.code).toBe("invalid_signature");
   });
 });
+
+describe("signed events that do not parse", () => {
+  const secret = TEST_BINDINGS.STRIPE_WEBHOOK_SECRET;
+  const operator = { authorization: `Bearer ${TEST_BINDINGS.OPERATOR_TOKEN}` };
+
+  interface BadEvent {
+    event_id: string;
+    type: string | null;
+    error: string;
+    received_at: string;
+  }
+
+  /** Every bad event GET /operator/events lists, page by page. */
+  async function listedBadEvents(): Promise<BadEvent[]> {
+    const all: BadEvent[] = [];
+    let after: string | null = null;
+    do {
+      const res = await call(`/operator/events?limit=200${after ? `&after=${encodeURIComponent(after)}` : ""}`, { headers: operator });
+      expect(res.status).toBe(200);
+      const page = await json<{ data: BadEvent[]; next_after: string | null }>(res);
+      all.push(...page.data);
+      after = page.next_after;
+    } while (after);
+    return all;
+  }
+
+  /** How a payload with no usable event id is named in the list. */
+  async function hashName(payload: string): Promise<string> {
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(payload)));
+    return `sha256:${Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+  }
+
+  const event = (id: string, type: string, object: unknown) => JSON.stringify({ id, object: "event", type, livemode: false, created: 1700000000, data: { object } });
+
+  // Each builds a payload about a paid, not yet credited PaymentIntent. `named`: listed under the
+  // event's id, or (a payload with no usable id) under its hash, or under the id it carries;
+  // `mentions`: a word the listed error must contain.
+  const cases: [string, (pi: string, id: string) => string, { type: string | null; mentions: string; named: "event" | "hash" | "pi" }][] = [
+    ["a charge.refunded with no amount_refunded", (pi, id) => event(id, "charge.refunded", { id: "ch_1", object: "charge", payment_intent: pi }), { type: "charge.refunded", mentions: "amount_refunded", named: "event" }],
+    ["a charge.refunded whose amount_refunded is a string", (pi, id) => event(id, "charge.refunded", { id: "ch_1", object: "charge", payment_intent: pi, amount_refunded: "500" }), { type: "charge.refunded", mentions: "amount_refunded", named: "event" }],
+    ["a charge.refunded whose payment_intent is an object without an id", (_pi, id) => event(id, "charge.refunded", { id: "ch_1", payment_intent: { object: "payment_intent" }, amount_refunded: 500 }), { type: "charge.refunded", mentions: "payment_intent", named: "event" }],
+    ["a dispute with no status", (pi, id) => event(id, "charge.dispute.created", { id: "dp_1", object: "dispute", amount: 500, payment_intent: pi }), { type: "charge.dispute.created", mentions: "status", named: "event" }],
+    ["a closed dispute with a fractional amount", (pi, id) => event(id, "charge.dispute.closed", { id: "dp_1", amount: 12.5, status: "won", payment_intent: pi }), { type: "charge.dispute.closed", mentions: "amount", named: "event" }],
+    ["a dispute whose object is an array", (pi, id) => event(id, "charge.dispute.updated", [pi]), { type: "charge.dispute.updated", mentions: "data.object", named: "event" }],
+    ["a payment_intent.succeeded whose object is the id as a string", (pi, id) => event(id, "payment_intent.succeeded", pi), { type: "payment_intent.succeeded", mentions: "data.object", named: "event" }],
+    ["a payment_intent.succeeded whose object is null", (_pi, id) => event(id, "payment_intent.succeeded", null), { type: "payment_intent.succeeded", mentions: "data.object", named: "event" }],
+    ["a payment_intent.succeeded whose id is not a PaymentIntent id", (pi, id) => event(id, "payment_intent.succeeded", { id: `${pi}/../x`, status: "succeeded" }), { type: "payment_intent.succeeded", mentions: "id", named: "event" }],
+    ["an event with no data", (_pi, id) => JSON.stringify({ id, type: "payment_intent.succeeded" }), { type: "payment_intent.succeeded", mentions: "data", named: "event" }],
+    ["valid JSON that is not an event: an array", (pi) => JSON.stringify([pi]), { type: null, mentions: "not an event", named: "hash" }],
+    ["valid JSON that is not an event: a PaymentIntent itself", (pi) => JSON.stringify({ id: pi, object: "payment_intent", status: "succeeded", amount: 700 }), { type: null, mentions: "not an event", named: "pi" }],
+    ["valid JSON that is not an event: an object with no id", (pi) => JSON.stringify({ type: "payment_intent.succeeded", data: { object: { id: pi } } }), { type: "payment_intent.succeeded", mentions: "id", named: "hash" }],
+    ["valid JSON that is not an event: a number", () => "42", { type: null, mentions: "not an event", named: "hash" }],
+    ["a payload that is not JSON", (pi) => `payment_intent.succeeded ${pi}`, { type: null, mentions: "not JSON", named: "hash" }],
+  ];
+
+  it.each(cases)("%s → 200, nothing touched, listed for an operator", async (_, build, expected) => {
+    const { customer, pi } = await paidTopUp(700);
+    const id = `evt_bad_${newAccountId("w").replace(/[^A-Za-z0-9]/g, "")}`;
+    const payload = build(pi.id, id);
+    const res = await postWebhook(payload, await signatureHeader(payload, secret));
+    expect(res.status).toBe(200);
+    expect(await json(res)).toEqual({ received: true });
+
+    // Nothing recorded for the PaymentIntent, no alarm armed, no Stripe call made.
+    expect((await piObject(pi.id).inspect()).record).toBeNull();
+    expect(await runDurableObjectAlarm(piObject(pi.id))).toBe(false);
+    expect((await stripeTraffic(pi.id, customer.id)).all).toHaveLength(0);
+
+    const name = expected.named === "event" ? id : expected.named === "pi" ? pi.id : await hashName(payload);
+    const listed = (await listedBadEvents()).filter((e) => e.event_id === name);
+    expect(listed).toHaveLength(1);
+    expect(listed[0]?.type).toBe(expected.type);
+    expect(listed[0]?.error).toContain(expected.mentions);
+    expect(Date.parse(listed[0]?.received_at ?? "")).toBeGreaterThan(Date.now() - 60_000);
+
+    // Stripe redelivers: acknowledged again, still one row.
+    expect((await postWebhook(payload, await signatureHeader(payload, secret))).status).toBe(200);
+    expect((await listedBadEvents()).filter((e) => e.event_id === name)).toHaveLength(1);
+    expect((await piObject(pi.id).inspect()).record).toBeNull();
+  });
+
+  it("a well-formed charge with no PaymentIntent is ignored, not listed", async () => {
+    const id = `evt_ok_${newAccountId("w").replace(/[^A-Za-z0-9]/g, "")}`;
+    const payload = event(id, "charge.refunded", { id: "ch_1", object: "charge", payment_intent: null, amount_refunded: 300, extra: { nested: true } });
+    const res = await postWebhook(payload, await signatureHeader(payload, secret));
+    expect(res.status).toBe(200);
+    expect((await listedBadEvents()).map((e) => e.event_id)).not.toContain(id);
+  });
+
+  it("an unsigned malformed payload is still 400 and is not listed", async () => {
+    const id = `evt_forged_${newAccountId("w").replace(/[^A-Za-z0-9]/g, "")}`;
+    const payload = event(id, "charge.refunded", { payment_intent: "pi_x" });
+    const res = await postWebhook(payload, await signatureHeader(payload, "whsec_not_ours"));
+    expect(res.status).toBe(400);
+    expect((await listedBadEvents()).map((e) => e.event_id)).not.toContain(id);
+  });
+
+  it("GET /operator/events pages with limit and after", async () => {
+    const base = `evt_page_${newAccountId("w").replace(/[^A-Za-z0-9]/g, "")}`;
+    const ids = [1, 2, 3].map((n) => `${base}${n}`);
+    for (const id of ids) {
+      const payload = event(id, "charge.refunded", { payment_intent: "pi_x" });
+      expect((await postWebhook(payload, await signatureHeader(payload, secret))).status).toBe(200);
+    }
+    const first = await json<{ data: BadEvent[]; next_after: string | null }>(await call(`/operator/events?limit=1&after=${base}`, { headers: operator }));
+    expect(first.data.map((e) => e.event_id)).toEqual([ids[0]]);
+    expect(first.next_after).toBe(ids[0]);
+    const rest = await json<{ data: BadEvent[] }>(await call(`/operator/events?limit=2&after=${first.next_after}`, { headers: operator }));
+    expect(rest.data.map((e) => e.event_id)).toEqual(ids.slice(1));
+  });
+});

@@ -2,6 +2,9 @@
 // the refusal rules can be read and tested on their own. Order matters (DESIGN.md): first who
 // owns it (a stranger learns nothing else), then its status, then whether it is creditable.
 
+import { topUpLimits, type Env } from "../env.js";
+import { hasTopUpMarker, isLegacyTopUp, legacyTopUps, type LegacyTopUps } from "./top-up.js";
+
 /** The fields of a Stripe PaymentIntent that decide a credit. */
 export interface PaymentIntentFacts {
   id: string;
@@ -11,15 +14,33 @@ export interface PaymentIntentFacts {
   currency: string;
   livemode: boolean;
   metadata: Record<string, string> | null;
+  /** Unix seconds, as Stripe sends it. */
+  created: number;
 }
 
-export type NotCreditableReason = "no_customer" | "zero_amount" | "livemode_mismatch";
+/**
+ * What the service accepts as a top-up. `liveKey`: the service runs with a live key, so only
+ * live PaymentIntents may be credited, and test ones only with a test key. `currencies`:
+ * TOPUP_CURRENCIES, lowercase. `legacy`: the older server's top-ups, when the operator admits them.
+ */
+export interface CreditRules {
+  liveKey: boolean;
+  currencies: string[];
+  legacy: LegacyTopUps | null;
+}
+
+export type NotCreditableReason = "no_customer" | "zero_amount" | "livemode_mismatch" | "not_a_top_up" | "currency_not_accepted";
 
 export type Assessment =
   | { ok: true; customer: string; amount: number; currency: string; creditedElsewhere: boolean }
   | { ok: false; refusal: "not_owned"; customer: string | null }
   | { ok: false; refusal: "not_succeeded"; status: string; customer: string | null }
   | { ok: false; refusal: "not_creditable"; reason: NotCreditableReason; customer: string | null };
+
+/** The rules from configuration; `liveKey` is the Stripe key's mode (`isLiveKey`). */
+export function creditRules(env: Env, liveKey: boolean): CreditRules {
+  return { liveKey, currencies: topUpLimits(env).currencies, legacy: legacyTopUps(env) };
+}
 
 /** The PI's customer id, whether Stripe sent an id or an expanded object. */
 export function customerIdOf(pi: PaymentIntentFacts): string | null {
@@ -29,23 +50,24 @@ export function customerIdOf(pi: PaymentIntentFacts): string | null {
 
 /**
  * Assesses `pi` for a caller whose Stripe customer is `owner` (null: the caller is Stripe or
- * the object itself, and the PI's own customer is the owner). `liveKey`: the service runs
- * with a live key, so only live PaymentIntents may be credited, and test ones only with a test key.
+ * the object itself, and the PI's own customer is the owner), under `rules`.
  */
-export function assessPaymentIntent(pi: PaymentIntentFacts, owner: string | null, liveKey: boolean): Assessment {
+export function assessPaymentIntent(pi: PaymentIntentFacts, owner: string | null, rules: CreditRules): Assessment {
   const customer = customerIdOf(pi);
   if (owner !== null && customer !== owner) return { ok: false, refusal: "not_owned", customer };
   if (pi.status !== "succeeded") return { ok: false, refusal: "not_succeeded", status: pi.status, customer };
-  if (customer === null) return { ok: false, refusal: "not_creditable", reason: "no_customer", customer };
-  if (!Number.isInteger(pi.amount_received) || pi.amount_received <= 0) {
-    return { ok: false, refusal: "not_creditable", reason: "zero_amount", customer };
-  }
-  if (pi.livemode !== liveKey) return { ok: false, refusal: "not_creditable", reason: "livemode_mismatch", customer };
+  const refuse = (reason: NotCreditableReason): Assessment => ({ ok: false, refusal: "not_creditable", reason, customer });
+  if (customer === null) return refuse("no_customer");
+  if (!Number.isInteger(pi.amount_received) || pi.amount_received <= 0) return refuse("zero_amount");
+  if (pi.livemode !== rules.liveKey) return refuse("livemode_mismatch");
+  if (!hasTopUpMarker(pi.metadata) && !isLegacyTopUp(pi.metadata, pi.created, rules.legacy)) return refuse("not_a_top_up");
+  const currency = pi.currency.toLowerCase();
+  if (!rules.currencies.includes(currency)) return refuse("currency_not_accepted");
   return {
     ok: true,
     customer,
     amount: pi.amount_received,
-    currency: pi.currency.toLowerCase(),
+    currency,
     creditedElsewhere: pi.metadata?.credited === "true",
   };
 }

@@ -17,6 +17,8 @@ import type { Env } from "../env.js";
 import { logEvent } from "../log.js";
 import { createStripe } from "../stripe/client.js";
 import { classifyStripeError } from "../stripe/errors.js";
+import { topUpKey } from "../stripe/keys.js";
+import { TOP_UP_MARKER } from "../credit/top-up.js";
 
 export type CustomerLookup =
   | { ok: true; customerId: string }
@@ -122,8 +124,9 @@ export class AccountObject extends DurableObject<Env> {
   }
 
   /**
-   * A PaymentIntent for a top-up of `amount` `currency`. With a client Idempotency-Key, the
-   * Stripe key is scoped to the account, so a double-clicked "Pay" makes one PaymentIntent and
+   * A PaymentIntent for a top-up of `amount` `currency`, carrying the top-up marker: only
+   * PaymentIntents with it become credit. With a client Idempotency-Key, the Stripe key is
+   * scoped to the account (`topUpKey`), so a double-clicked "Pay" makes one PaymentIntent and
    * another account's key can never collide with it.
    */
   async createTopUp(accountId: string, amount: number, currency: string, clientKey: string | null): Promise<TopUpResult> {
@@ -137,9 +140,9 @@ export class AccountObject extends DurableObject<Env> {
           customer: customer.customerId,
           automatic_payment_methods: { enabled: true },
           description: "Prepaid credit top-up",
-          metadata: { account_id: accountId },
+          metadata: { account_id: accountId, ...TOP_UP_MARKER },
         },
-        clientKey ? { idempotencyKey: `topup:${accountId}:${clientKey}` } : {},
+        clientKey ? { idempotencyKey: await topUpKey(accountId, clientKey) } : {},
       );
       return { ok: true, paymentIntentId: pi.id, clientSecret: pi.client_secret ?? "", amount: pi.amount, currency: pi.currency };
     } catch (err) {

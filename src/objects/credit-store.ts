@@ -9,8 +9,12 @@
 //   customer_id, amount, currency   what is owed, recorded before any Stripe write
 //   credit_attempt         n in the credit key: credit-tx:{pi} for 1, credit-tx:{pi}:{n} after
 //   credit_write           none: attempt n never sent; sent: sent, outcome unknown until seen
-//   mark_state             pending | done   (metadata.credited on the PI, a courtesy)
-//   mark_attempts          how many marks were sent; the first uses credit-mark:{pi}
+//   mark_state             pending | done   (metadata.credited on the PI, a courtesy);
+//                          withdrawing | withdrawn once Stripe refused the credit: the mark
+//                          must not outlive a credit that never happened
+//   mark_attempts          how many marks and withdrawals were sent; the first mark uses
+//                          credit-mark:{pi}, later ones credit-mark:{pi}:{n}, a withdrawal
+//                          credit-unmark:{pi}:{n} (n counts both, so no key is ever reused)
 //   balance_transaction_id, ending_balance   the credit, once known
 //   credited_by            confirm | webhook | alarm | operator: who finished it; ledger: found
 //   reason                 why not_creditable / needs_attention
@@ -25,7 +29,8 @@
 //   operation     refund:{level} | dispute:{dp} | restore:{dp}; key credit-adjust:{pi}:{operation}
 //   kind, direction (debit takes credit back, credit gives it back), amount, dispute_id
 //   attempt, sent   the same attempt state as the credit's (see ledger-write.ts)
-//   state         pending | done | needs_attention;  balance_transaction_id, ending_balance
+//   state         pending | done | needs_attention (Stripe refused it: an operator's retry
+//                 reopens it, looking at the ledger first);  balance_transaction_id, ending_balance
 // notice (payment_intent_id, received_at, attempts): a payment_intent.succeeded webhook that
 //   arrived before any record; the alarm turns it into a credit
 //
@@ -39,6 +44,8 @@
 
 export type CreditState = "verified" | "credited" | "not_creditable" | "needs_attention";
 
+export type MarkState = "pending" | "done" | "withdrawing" | "withdrawn";
+
 export interface CreditRecord {
   payment_intent_id: string;
   state: CreditState;
@@ -47,7 +54,7 @@ export interface CreditRecord {
   currency: string | null;
   credit_attempt: number;
   credit_write: "none" | "sent";
-  mark_state: "pending" | "done";
+  mark_state: MarkState;
   mark_attempts: number;
   balance_transaction_id: string | null;
   ending_balance: number | null;
@@ -231,6 +238,16 @@ export class CreditStore {
     return row;
   }
 
+  /**
+   * Forgets a not_creditable verdict so that the PI is assessed again (an operator's retry after
+   * a setting changed, say the older server's top-ups being admitted). Nothing was credited, so
+   * nothing is lost; the journal keeps the old verdict.
+   */
+  forgetRefusal(): void {
+    this.journal("state", "reassess", this.load()?.reason ?? null);
+    this.sql.exec("DELETE FROM credit WHERE state = 'not_creditable'");
+  }
+
   /** Applies `patch` to the row and returns the new record. */
   update(patch: Partial<Omit<CreditRecord, "payment_intent_id" | "created_at">>): CreditRecord {
     const entries = Object.entries({ ...patch, updated_at: Date.now() });
@@ -300,6 +317,19 @@ export class CreditStore {
   updateAdjustment(operation: string, patch: Partial<Omit<AdjustmentRecord, "operation" | "created_at">>): void {
     const entries = Object.entries({ ...patch, updated_at: Date.now() });
     this.sql.exec(`UPDATE adjustments SET ${entries.map(([k]) => `${k} = ?`).join(", ")} WHERE operation = ?`, ...entries.map(([, v]) => v as SqlStorageValue), operation);
+  }
+
+  /**
+   * Reopens an adjustment Stripe refused, for an operator's retry: a new key (the refusal may be
+   * saved under the old one), and "sent" so that the ledger is searched before anything is written.
+   */
+  reopenAdjustment(operation: string): void {
+    this.sql.exec(
+      "UPDATE adjustments SET state = 'pending', attempt = attempt + 1, sent = 1, last_error = NULL, updated_at = ? WHERE operation = ? AND state = 'needs_attention'",
+      Date.now(),
+      operation,
+    );
+    this.journal("adjust", "reopened", operation);
   }
 
   /** Remembers a payment_intent.succeeded webhook that came before any record. */

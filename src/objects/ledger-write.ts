@@ -44,8 +44,8 @@ export type WriteOutcome =
   | { kind: "unavailable"; error: string }
   | { kind: "refused"; error: string };
 
+/** Stripe's largest page: the fewest calls for a long ledger. */
 const LEDGER_PAGE = 100;
-const LEDGER_MAX_PAGES = 20;
 /** A first key, then a next key after a replayed failure, then one more. */
 const MAX_SENDS = 3;
 
@@ -96,24 +96,22 @@ export class LedgerWriter {
   }
 
   /**
-   * The oldest ledger entry of `customerId` that `matches`, scanning newest first back to
-   * `sinceSeconds` (bounded). More than one match means something outside this object wrote
-   * too; the oldest is the one that counts, and the journal says so.
+   * The oldest ledger entry of `customerId` that `matches`, scanning newest first all the way
+   * back to `sinceSeconds`, with the SDK's auto-pagination. "None" is answered only from a
+   * complete scan: a scan cut short for any reason is "unavailable", never "none", because
+   * "none" lets write() send again under a new key. More than one match means something outside
+   * this object wrote too; the oldest is the one that counts, and the journal says so.
    */
   async find(customerId: string, sinceSeconds: number, matches: (tx: Stripe.CustomerBalanceTransaction) => boolean): Promise<LedgerEntry | null | "unavailable"> {
     const found: Stripe.CustomerBalanceTransaction[] = [];
-    let startingAfter: string | undefined;
+    let seen = 0;
     try {
-      for (let page = 0; page < LEDGER_MAX_PAGES; page++) {
-        this.countCall();
-        const list = await this.stripe.customers.listBalanceTransactions(customerId, {
-          limit: LEDGER_PAGE,
-          ...(startingAfter ? { starting_after: startingAfter } : {}),
-        });
-        found.push(...list.data.filter(matches));
-        const last = list.data.at(-1);
-        if (!list.has_more || !last || last.created < sinceSeconds) break;
-        startingAfter = last.id;
+      this.countCall();
+      for await (const tx of this.stripe.customers.listBalanceTransactions(customerId, { limit: LEDGER_PAGE })) {
+        // The SDK fetches the next page after each full one.
+        if (++seen % LEDGER_PAGE === 1 && seen > 1) this.countCall();
+        if (tx.created < sinceSeconds) break;
+        if (matches(tx)) found.push(tx);
       }
     } catch (err) {
       this.journal("ledger", classifyStripeError(err).kind, classifyStripeError(err).message);

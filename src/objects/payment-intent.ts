@@ -18,14 +18,14 @@
 import { DurableObject } from "cloudflare:workers";
 import type Stripe from "stripe";
 import { intSetting, type Env } from "../env.js";
-import { assessPaymentIntent, type Assessment } from "../credit/policy.js";
+import { assessPaymentIntent, creditRules, type Assessment } from "../credit/policy.js";
 import { PAYMENT_INTENT_ID } from "../ids.js";
 import type { Caller, ConfirmResult } from "../credit/result.js";
 import { missingAdjustments, netOf } from "../credit/reversals.js";
 import { logEvent } from "../log.js";
 import { createStripe, isLiveKey } from "../stripe/client.js";
 import { classifyStripeError } from "../stripe/errors.js";
-import { adjustmentKey, adjustmentParams, creditKey, creditParams, markKey } from "../stripe/keys.js";
+import { adjustmentKey, adjustmentParams, creditKey, creditParams, markKey, unmarkKey } from "../stripe/keys.js";
 import { backoffMs } from "./backoff.js";
 import { CreditStore, type AdjustmentRecord, type CreditRecord, type DisputeFact, type DisputeStatus, type JournalEntry } from "./credit-store.js";
 import { LedgerWriter, type LedgerEntry } from "./ledger-write.js";
@@ -110,8 +110,8 @@ export class PaymentIntentObject extends DurableObject<Env> {
     if (!PAYMENT_INTENT_ID.test(paymentIntentId)) return { ok: false, code: "payment_intent_not_found" };
     const owner = caller.kind === "browser" ? caller.customerId : null;
     const limited = { ok: false, code: "rate_limited", retryAfterSeconds: 1, stripeCalls: 0 } as const;
-    // Bounded: each pass either answers or waits for a finished attempt of another owner.
-    for (let pass = 0; pass < 8; pass++) {
+    // Each pass answers, or waits for an attempt made for another owner to finish and looks again.
+    for (;;) {
       const rec = this.#store.load();
       if (rec && rec.payment_intent_id !== paymentIntentId) return { ok: false, code: "payment_intent_not_found" };
       if (rec && rec.state !== "verified") return this.#answer(outcomeOfFinal(rec), owner);
@@ -119,8 +119,9 @@ export class PaymentIntentObject extends DurableObject<Env> {
       if (options.storageOnly) return limited;
       const running = this.#inflight;
       if (running) {
-        // A hot PI: callers beyond the bound are told to come back rather than piling up.
-        if (this.#waiting >= intSetting(this.env.OBJECT_QUEUE_LIMIT, 100)) return limited;
+        // A hot PI: browsers beyond the bound are told to come back rather than piling up.
+        // Only browsers: Stripe's webhook, the alarm and an operator are never turned away.
+        if (caller.kind === "browser" && this.#waiting >= intSetting(this.env.OBJECT_QUEUE_LIMIT, 100)) return limited;
         this.#waiting++;
         const outcome = await running.promise.finally(() => {
           this.#waiting--;
@@ -130,10 +131,10 @@ export class PaymentIntentObject extends DurableObject<Env> {
         if (outcome.kind === "not_owned" && running.owner !== owner) continue;
         return { ...this.#answer(outcome, owner), stripeCalls: 0 };
       }
-      const attempt = this.#startAttempt(paymentIntentId, owner, caller, caller.kind === "browser" ? caller.accountId : null);
+      const accountId = caller.kind === "browser" ? caller.accountId : null;
+      const attempt = this.#startAttempt(paymentIntentId, owner, caller.kind, () => this.#run(paymentIntentId, owner, caller.kind, accountId));
       return { ...this.#answer(await attempt.promise, owner), stripeCalls: attempt.calls };
     }
-    return { ok: false, code: "stripe_unavailable", retryAfterSeconds: READ_RETRY_AFTER_SECONDS };
   }
 
   /**
@@ -164,18 +165,22 @@ export class PaymentIntentObject extends DurableObject<Env> {
     return { accepted: true };
   }
 
-  /** Finishes what could not finish while a caller waited: a credit, its reversals, its mark. */
+  /**
+   * Finishes what could not finish while a caller waited: a credit (from a record or a
+   * webhook's notice), its reversals, its mark, or the withdrawal of a mark. Whatever happens,
+   * it leaves an alarm armed while anything is still owed.
+   */
   override async alarm(): Promise<void> {
     const rec = this.#store.load();
     try {
       if (!rec) await this.#creditFromNotice();
-      else if (rec.state === "verified" || rec.state === "credited") await this.#work(rec.payment_intent_id, "alarm");
+      else if (owesWork(rec)) await this.#work(rec.payment_intent_id, "alarm");
     } catch (err) {
-      // Never throw out of an alarm: the platform gives up after six retries. Re-arm instead.
+      // Never throw out of an alarm: the platform gives up after six retries. #ensureArmed re-arms.
       logEvent("alarm_failed", { payment_intent: rec?.payment_intent_id ?? null, error: String(err) });
-      if (rec) await this.#schedule(this.#store.update({ last_error: `alarm: ${String(err)}`, retry_count: rec.retry_count + 1 }));
-      else await this.ctx.storage.setAlarm(Date.now() + backoffMs(1));
+      if (rec) this.#store.update({ last_error: `alarm: ${String(err)}` });
     }
+    await this.#ensureArmed();
   }
 
   /** The durable record and everything around it. */
@@ -194,25 +199,41 @@ export class PaymentIntentObject extends DurableObject<Env> {
 
   /**
    * An operator's "retry now". Waiting work runs at once. A credit Stripe refused runs again
-   * under a new key, after a ledger look (the operator fixed the cause). A PI marked credited
-   * elsewhere only has its ledger searched again: it is never credited blindly.
+   * under a new key, after a ledger look (the operator fixed the cause). A stored refusal is
+   * assessed again. A PI marked credited elsewhere only has its ledger searched again: it is
+   * never credited blindly.
    */
   async retryNow(): Promise<{ result: ConfirmResult | null; record: CreditRecord | null }> {
-    const rec = this.#store.load();
-    if (!rec) return { result: null, record: null };
-    this.#store.journal("operator", "retry", rec.state);
-    if (rec.state === "needs_attention" && rec.reason === CREDITED_ELSEWHERE) {
-      const found = await this.#ledger.find(rec.customer_id as string, 0, isCreditOf(rec.payment_intent_id));
-      if (found && found !== "unavailable") {
-        await this.#recordCredited(found, "operator", "ledger");
-        await this.#report(this.#store.load() ?? rec);
+    const first = this.#store.load();
+    if (!first) return { result: null, record: null };
+    const pi = first.payment_intent_id;
+    // Runs as an attempt of its own, after the one in flight: the state it changes is never
+    // changed under an attempt that is still writing.
+    const outcome = await this.#work(pi, "operator", async () => {
+      const rec = this.#store.load() ?? first;
+      this.#store.journal("operator", "retry", rec.state);
+      if (rec.state === "needs_attention" && rec.reason === CREDITED_ELSEWHERE) return this.#searchCreditedElsewhere(rec);
+      if (rec.state === "needs_attention") {
+        // Stripe refused the credit; the operator fixed the cause. A new key (the refusal may
+        // be saved under the old one), after a ledger look ("sent"), with the mark again.
+        const reopened = this.#store.update({
+          state: "verified",
+          reason: null,
+          credit_attempt: rec.credit_attempt + 1,
+          credit_write: "sent",
+          mark_state: "pending",
+          retry_count: 0,
+        });
+        return this.#complete(reopened, "operator");
       }
-    } else if (rec.state === "needs_attention") {
-      this.#store.update({ state: "verified", reason: null, credit_attempt: rec.credit_attempt + 1, credit_write: "sent", retry_count: 0 });
-    } else if (rec.state === "credited") {
-      await this.#work(rec.payment_intent_id, "operator");
-    }
-    return { result: await this.confirm(rec.payment_intent_id, { kind: "operator" }), record: this.#store.load() };
+      // A refusal is assessed again from a fresh read: the operator may have changed a setting
+      // (the older server's top-ups admitted, a currency accepted).
+      if (rec.state === "not_creditable") this.#store.forgetRefusal();
+      // A reversal Stripe refused is written again, after a ledger look; waiting work runs now.
+      if (rec.state === "credited") for (const a of this.#store.adjustments()) if (a.state === "needs_attention") this.#store.reopenAdjustment(a.operation);
+      return this.#run(pi, null, "operator", null);
+    });
+    return { result: this.#answer(outcome, null), record: this.#store.load() };
   }
 
   get #client(): Stripe {
@@ -233,14 +254,20 @@ export class PaymentIntentObject extends DurableObject<Env> {
     return (this.env.REVERSE_ON_REFUND ?? "true").toLowerCase() !== "false";
   }
 
-  #startAttempt(paymentIntentId: string, owner: string | null, caller: Caller, accountId: string | null): Attempt {
+  /**
+   * Starts `body` as the one attempt in flight. Callers must have checked, with no await since,
+   * that none is in flight. A throw anywhere in the attempt is an unknown outcome: the caller
+   * is told to come back, and an alarm is armed for whatever is still owed.
+   */
+  #startAttempt(paymentIntentId: string, owner: string | null, source: Caller["kind"], body: () => Promise<Outcome>): Attempt {
     const started = Date.now();
     const attempt: Attempt = { owner, promise: Promise.resolve({ kind: "unknown_pi" }), calls: 0 };
-    // Claimed before #run starts: its first Stripe call happens before #run first yields.
+    // Claimed before the body starts: its first Stripe call happens before it first yields.
     this.#inflight = attempt;
-    attempt.promise = this.#run(paymentIntentId, owner, caller.kind, accountId)
-      .catch((err: unknown): Outcome => {
+    attempt.promise = body()
+      .catch(async (err: unknown): Promise<Outcome> => {
         logEvent("credit_attempt_crashed", { payment_intent: paymentIntentId, error: String(err) });
+        await this.#ensureArmed().catch(() => undefined);
         return { kind: "unavailable", retryAfterSeconds: READ_RETRY_AFTER_SECONDS, customer: null };
       })
       .then((outcome) => {
@@ -248,10 +275,10 @@ export class PaymentIntentObject extends DurableObject<Env> {
         if (outcome.kind === "unknown_pi") this.#unknownUntil = Date.now() + JUNK_MEMORY_MS;
         if (outcome.kind === "not_owned" && owner !== null) this.#rememberNotOwned(owner);
         // A browser's attempt is logged by the Worker's confirm line (with these calls); others here.
-        if (caller.kind !== "browser") {
+        if (source !== "browser") {
           logEvent("credit_attempt", {
             payment_intent: paymentIntentId,
-            source: caller.kind,
+            source,
             outcome: outcome.kind,
             stripe_calls: attempt.calls,
             duration_ms: Date.now() - started,
@@ -278,14 +305,23 @@ export class PaymentIntentObject extends DurableObject<Env> {
     if (this.#inflight) this.#inflight.calls++;
   }
 
-  /** Work on behalf of the object itself (alarm, operator): after any attempt in flight, one more. */
-  async #work(paymentIntentId: string, source: "alarm" | "operator"): Promise<Outcome> {
-    for (let pass = 0; pass < 8 && this.#inflight; pass++) await this.#inflight.promise;
-    return this.#startAttempt(paymentIntentId, null, { kind: source }, null).promise;
+  /**
+   * Work on behalf of the object itself (alarm, webhook notice, operator): an attempt of its
+   * own, never joined to a browser's (whose outcome may be a failure that says nothing about
+   * this work), started once no attempt is in flight. The check and the claim have no await
+   * between them, so two attempts never overlap.
+   */
+  async #work(paymentIntentId: string, source: "alarm" | "webhook" | "operator", body?: () => Promise<Outcome>): Promise<Outcome> {
+    while (this.#inflight) await this.#inflight.promise;
+    return this.#startAttempt(paymentIntentId, null, source, body ?? (() => this.#run(paymentIntentId, null, source, null))).promise;
   }
 
   async #run(paymentIntentId: string, owner: string | null, source: Caller["kind"], accountId: string | null): Promise<Outcome> {
-    let rec = this.#store.load();
+    const rec = this.#store.load();
+    if (rec?.state === "needs_attention" && rec.mark_state === "withdrawing") {
+      await this.#withdrawMark();
+      return outcomeOfFinal(rec);
+    }
     if (rec?.state === "credited") {
       await this.#followUp(rec);
       return { kind: "credited", fresh: false };
@@ -307,14 +343,14 @@ export class PaymentIntentObject extends DurableObject<Env> {
       return { kind: "unavailable", retryAfterSeconds: READ_RETRY_AFTER_SECONDS, customer: null };
     }
 
-    const verdict = assessPaymentIntent(pi, owner, isLiveKey(this.env.STRIPE_SECRET_KEY));
+    const verdict = assessPaymentIntent(pi, owner, creditRules(this.env, isLiveKey(this.env.STRIPE_SECRET_KEY)));
+    // Attempts are serialised, so no record can have appeared while we awaited Stripe; if one
+    // did, a bug elsewhere broke that, and nothing is written on top of it (the alarm retries).
+    if (this.#store.load()) throw new Error("a record appeared during an attempt");
     if (!verdict.ok) return this.#refuse(paymentIntentId, verdict, owner);
-    // Attempts are serialised, so no other row can have appeared while we awaited Stripe; load
-    // again anyway so that a bug elsewhere cannot make two.
-    if (this.#store.load()) return this.#run(paymentIntentId, owner, source, accountId);
     const account = pi.metadata?.account_id || accountId;
     if (verdict.creditedElsewhere) return this.#adoptCreditedElsewhere(paymentIntentId, verdict.customer, verdict.amount, verdict.currency, account);
-    rec = this.#store.insert(paymentIntentId, "verified", {
+    const verified = this.#store.insert(paymentIntentId, "verified", {
       customer_id: verdict.customer,
       amount: verdict.amount,
       currency: verdict.currency,
@@ -323,7 +359,7 @@ export class PaymentIntentObject extends DurableObject<Env> {
     });
     await this.ctx.storage.setAlarm(Date.now() + WATCHDOG_MS);
     this.#store.clearNotice();
-    return this.#complete(rec, source);
+    return this.#complete(verified, source);
   }
 
   #refuse(paymentIntentId: string, verdict: Exclude<Assessment, { ok: true }>, owner: string | null): Outcome {
@@ -346,12 +382,37 @@ export class PaymentIntentObject extends DurableObject<Env> {
    * decides anything here (the record does), so the caller waits for one round trip, not two.
    */
   async #complete(rec: CreditRecord, source: Caller["kind"]): Promise<Outcome> {
-    const marking = rec.mark_state === "pending" && rec.mark_attempts === 0 ? this.#mark(rec) : Promise.resolve(rec);
+    const marking = rec.mark_state === "pending" ? this.#mark(rec) : Promise.resolve(rec);
     const outcome = await this.#credit(rec, source);
     await marking;
     const after = this.#store.load();
     if (outcome.kind === "credited" && after) await this.#scheduleFollowUp(after, false);
+    // Stripe refused the credit: the mark (sent alongside) must not say otherwise.
+    if (outcome.kind === "needs_attention" && after && after.mark_attempts > 0) {
+      this.#store.update({ mark_state: "withdrawing" });
+      await this.#withdrawMark();
+    }
     return outcome;
+  }
+
+  /**
+   * Takes the mark back from a PI whose credit Stripe refused (`metadata.credited` set to empty,
+   * which deletes the key), so that the older server does not take it for credited. Each try
+   * uses a fresh key: unmarking twice is harmless. A failure is retried from the alarm.
+   */
+  async #withdrawMark(): Promise<void> {
+    const rec = this.#store.update({ mark_attempts: (this.#store.load()?.mark_attempts ?? 0) + 1 });
+    const key = unmarkKey(rec.payment_intent_id, rec.mark_attempts);
+    try {
+      this.#counted();
+      await this.#client.paymentIntents.update(rec.payment_intent_id, { metadata: { credited: "" } }, { idempotencyKey: key });
+      this.#store.journal("unmark", "done", key);
+      this.#store.update({ mark_state: "withdrawn", retry_count: 0, next_retry_at: null });
+    } catch (err) {
+      const failure = classifyStripeError(err);
+      this.#store.journal("unmark", failure.kind, `${key}: ${failure.message}`);
+      await this.#schedule(this.#store.update({ last_error: `unmark: ${failure.message}`, retry_count: rec.retry_count + 1 }));
+    }
   }
 
   /** Sets metadata.credited on the PI. A failure is recorded and retried later; it never blocks the credit. */
@@ -478,8 +539,7 @@ export class PaymentIntentObject extends DurableObject<Env> {
    */
   async #scheduleFollowUp(rec: CreditRecord, failed: boolean): Promise<void> {
     const adjustments = this.#store.adjustments();
-    const unplanned = this.#reverseEnabled && missingAdjustments(rec.amount ?? 0, this.#store.refunded(), this.#store.disputes(), adjustments).length > 0;
-    const owed = unplanned || adjustments.some((a) => a.state === "pending") || rec.mark_state === "pending";
+    const owed = this.#followUpOwed(rec);
     const stuck = adjustments.some((a) => a.state === "needs_attention");
     if (!owed) {
       if (rec.retry_count !== 0 || rec.next_retry_at !== null) this.#store.update({ retry_count: 0, next_retry_at: null });
@@ -502,7 +562,7 @@ export class PaymentIntentObject extends DurableObject<Env> {
     const found = await this.#ledger.find(customer, 0, isCreditOf(paymentIntentId));
     if (found === "unavailable") return { kind: "unavailable", retryAfterSeconds: READ_RETRY_AFTER_SECONDS, customer };
     if (found) {
-      this.#store.insert(paymentIntentId, "credited", {
+      const adopted = this.#store.insert(paymentIntentId, "credited", {
         customer_id: customer,
         amount,
         currency,
@@ -515,6 +575,8 @@ export class PaymentIntentObject extends DurableObject<Env> {
         credited_at: Date.now(),
       });
       this.#store.clearNotice();
+      // Refunds or disputes may have arrived before the credit was found.
+      await this.#scheduleFollowUp(adopted, false);
       return { kind: "credited", fresh: false };
     }
     const stuck = this.#store.insert(paymentIntentId, "needs_attention", {
@@ -531,17 +593,57 @@ export class PaymentIntentObject extends DurableObject<Env> {
     return { kind: "needs_attention", customer };
   }
 
-  /** A payment_intent.succeeded webhook came before any record: credit from it, or try again later. */
+  /**
+   * An operator's retry of a PI marked credited with no ledger entry found: search the whole
+   * ledger again (the entry may have been written since); it is never credited blindly.
+   */
+  async #searchCreditedElsewhere(rec: CreditRecord): Promise<Outcome> {
+    const found = await this.#ledger.find(rec.customer_id as string, 0, isCreditOf(rec.payment_intent_id));
+    if (found === "unavailable") return { kind: "unavailable", retryAfterSeconds: READ_RETRY_AFTER_SECONDS, customer: rec.customer_id };
+    if (!found) return { kind: "needs_attention", customer: rec.customer_id };
+    await this.#recordCredited(found, "operator", "ledger");
+    await this.#scheduleFollowUp(this.#store.load() ?? rec, false);
+    return { kind: "credited", fresh: false };
+  }
+
+  /**
+   * A payment_intent.succeeded webhook came before any record. Stripe was told 200, so this is
+   * a promise: the notice goes only once a record exists (credited, or refused and remembered),
+   * or once a read made after the notice arrived (this attempt's own) says Stripe has no such
+   * PI or it has not succeeded. Anything else keeps it and comes back with backoff.
+   */
   async #creditFromNotice(): Promise<void> {
     const notice = this.#store.notice();
     if (!notice) return;
-    const result = await this.confirm(notice.payment_intent_id, { kind: "webhook" });
-    if (this.#store.load() || result.ok || result.code !== "stripe_unavailable") {
+    const outcome = await this.#work(notice.payment_intent_id, "webhook");
+    const settled = this.#store.load() !== null || outcome.kind === "unknown_pi" || outcome.kind === "not_succeeded";
+    if (settled) {
+      if (!this.#store.load()) logEvent("notice_refused", { payment_intent: notice.payment_intent_id, outcome: outcome.kind });
       this.#store.clearNotice();
       return;
     }
-    // Stripe could not be read and nothing is recorded yet: keep the notice and come back.
     await this.ctx.storage.setAlarm(Date.now() + backoffMs(this.#store.bumpNotice()));
+  }
+
+  /**
+   * Leaves an alarm armed while anything is still owed (a notice, a credit, follow-up work, a
+   * mark to withdraw). Called after every alarm run and after an attempt that threw, so that
+   * no path, however it fails, leaves owed work with nothing to finish it.
+   */
+  async #ensureArmed(): Promise<void> {
+    const rec = this.#store.load();
+    const owed = rec ? owesWork(rec) && (rec.state !== "credited" || this.#followUpOwed(rec)) : this.#store.notice() !== null;
+    if (!owed || (await this.ctx.storage.getAlarm()) !== null) return;
+    const retries = rec ? rec.retry_count + 1 : this.#store.bumpNotice();
+    if (rec) this.#store.update({ retry_count: retries });
+    await this.ctx.storage.setAlarm(Date.now() + backoffMs(retries));
+  }
+
+  /** Whether a credited PI still owes reversals, restorations or its mark. */
+  #followUpOwed(rec: CreditRecord): boolean {
+    const adjustments = this.#store.adjustments();
+    const unplanned = this.#reverseEnabled && missingAdjustments(rec.amount ?? 0, this.#store.refunded(), this.#store.disputes(), adjustments).length > 0;
+    return unplanned || adjustments.some((a) => a.state === "pending") || rec.mark_state === "pending";
   }
 
   async #retryLater(rec: CreditRecord, error: string): Promise<Outcome> {
@@ -640,6 +742,11 @@ export function operatorState(rec: CreditRecord, adjustments: AdjustmentRecord[]
   if (adjustments.some((a) => a.state === "needs_attention")) return "reversal_needs_attention";
   if (adjustments.some((a) => a.state === "pending")) return "reversal_pending";
   return rec.mark_state === "pending" ? "credited_mark_pending" : "credited";
+}
+
+/** Whether the alarm has work for a record in this state (the rest wait for an operator or are final). */
+function owesWork(rec: CreditRecord): boolean {
+  return rec.state === "verified" || rec.state === "credited" || (rec.state === "needs_attention" && rec.mark_state === "withdrawing");
 }
 
 /** The outcome a record in a final state stands for (nothing was written by this caller). */

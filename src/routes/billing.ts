@@ -46,7 +46,8 @@ export function confirmError(result: Exclude<ConfirmResult, { ok: true }>): ApiE
     case "payment_not_succeeded":
       return new ApiError(409, result.code, "The payment has not succeeded.", { payment_intent_status: result.paymentIntentStatus });
     case "payment_not_creditable":
-      return new ApiError(422, result.code, "This payment cannot be credited.");
+      // The owner learns why (a stranger was already answered 404 by the object).
+      return new ApiError(422, result.code, "This payment cannot be credited.", { reason: result.reason });
     case "credit_needs_attention":
       return new ApiError(409, result.code, "This payment needs a manual review before it can be credited.");
     case "stripe_unavailable":

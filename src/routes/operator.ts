@@ -1,13 +1,16 @@
 // Operator routes: which credits are waiting for a retry or need a person, what happened to
-// one, and "retry now". Guarded by a service token (OPERATOR_TOKEN), compared in constant
-// time; no CORS, so no browser page can call them. Disabled when no token is configured.
+// one, "retry now", and the signed webhook events that did not parse. Guarded by a service
+// token (OPERATOR_TOKEN), compared in constant time; no CORS, so no browser page can call them.
+// Disabled when no token is configured.
 
 import { Hono } from "hono";
-import { bearerAuth } from "hono/bearer-auth";
 import { timingSafeEqual } from "hono/utils/buffer";
+import { bearerToken } from "../auth.js";
 import { ApiError } from "../errors.js";
 import type { AppEnv } from "../http.js";
-import { REGISTRY_NAME, type AttentionEntry } from "../objects/registry.js";
+import type { Env } from "../env.js";
+import { operatorState } from "../objects/payment-intent.js";
+import { REGISTRY_NAME, type AttentionEntry, type BadEvent } from "../objects/registry.js";
 import { paymentIntentObject } from "./objects.js";
 import { PaymentIntentId } from "./schemas.js";
 
@@ -16,7 +19,11 @@ export const operator = new Hono<AppEnv>();
 operator.use("*", async (c, next) => {
   const expected = c.env.OPERATOR_TOKEN;
   if (!expected) throw new ApiError(403, "forbidden", "Operator routes are disabled: OPERATOR_TOKEN is not set.");
-  return bearerAuth<AppEnv>({ verifyToken: (token) => timingSafeEqual(token, expected) })(c, next);
+  const token = bearerToken(c.req.header("authorization"), "operator");
+  if (!(await timingSafeEqual(token, expected))) {
+    throw new ApiError(401, "unauthenticated", "The operator token is invalid.", {}, { "WWW-Authenticate": 'Bearer realm="operator"' });
+  }
+  await next();
 });
 
 function piParam(value: string): string {
@@ -24,23 +31,38 @@ function piParam(value: string): string {
   return value;
 }
 
-/** Credits waiting for a retry or an operator, checked against each PI object's own record. */
+/** `limit` from the query: 50 unless given, within 1..200. */
+function limitParam(value: string | undefined): number {
+  return Math.min(Math.max(Number(value ?? 50) || 50, 1), 200);
+}
+
+/** The operator registry (one object). */
+function registry(env: Env) {
+  return env.CREDIT_REGISTRY.get(env.CREDIT_REGISTRY.idFromName(REGISTRY_NAME));
+}
+
+/**
+ * Credits waiting for a retry or an operator, as each PI object's own record says now. This
+ * route only reads and prunes: the state shown is `operatorState` of the record and its
+ * adjustments, and an entry is dropped only when nothing at all is owed any more (credited,
+ * marked, every adjustment written). The objects keep the registry up to date themselves.
+ */
 operator.get("/credits", async (c) => {
-  const limit = Math.min(Math.max(Number(c.req.query("limit") ?? 50) || 50, 1), 200);
+  const limit = limitParam(c.req.query("limit"));
   const after = c.req.query("after");
   const state = c.req.query("state");
-  const registry = c.env.CREDIT_REGISTRY.get(c.env.CREDIT_REGISTRY.idFromName(REGISTRY_NAME));
-  const entries: AttentionEntry[] = await registry.list({ limit, ...(after ? { after } : {}), ...(state ? { state } : {}) });
+  const list = registry(c.env);
+  const entries: AttentionEntry[] = await list.list({ limit, ...(after ? { after } : {}), ...(state ? { state } : {}) });
   const checked = await Promise.all(
     entries.map(async (entry) => {
-      const { record } = await paymentIntentObject(c.env, entry.payment_intent_id).inspect();
-      if (!record || (record.state === "credited" && record.mark_state === "done")) {
-        await registry.remove(entry.payment_intent_id);
+      const { record, adjustments } = await paymentIntentObject(c.env, entry.payment_intent_id).inspect();
+      if (!record || (record.state === "credited" && record.mark_state === "done" && adjustments.every((a) => a.state === "done"))) {
+        await list.remove(entry.payment_intent_id);
         return null;
       }
       return {
         payment_intent_id: record.payment_intent_id,
-        state: record.state === "credited" ? "credited_mark_pending" : record.state,
+        state: operatorState(record, adjustments),
         customer_id: record.customer_id,
         amount: record.amount,
         currency: record.currency,
@@ -49,11 +71,27 @@ operator.get("/credits", async (c) => {
         retry_count: record.retry_count,
         next_retry_at: record.next_retry_at === null ? null : new Date(record.next_retry_at).toISOString(),
         updated_at: new Date(record.updated_at).toISOString(),
+        // Reversals and restorations still owed: the ones an operator must look at, and those waiting to be written.
+        adjustments: adjustments
+          .filter((a) => a.state !== "done")
+          .map((a) => ({ operation: a.operation, state: a.state, direction: a.direction, amount: a.amount, last_error: a.last_error })),
       };
     }),
   );
   const last = entries.at(-1);
   return c.json({ data: checked.filter((e) => e !== null), next_after: entries.length === limit && last ? last.payment_intent_id : null });
+});
+
+/** Signed webhook events that did not parse: acknowledged to Stripe, kept here for a person. */
+operator.get("/events", async (c) => {
+  const limit = limitParam(c.req.query("limit"));
+  const after = c.req.query("after");
+  const events: BadEvent[] = await registry(c.env).listBadEvents({ limit, ...(after ? { after } : {}) });
+  const last = events.at(-1);
+  return c.json({
+    data: events.map((e) => ({ event_id: e.event_id, type: e.type, error: e.error, received_at: new Date(e.received_at).toISOString() })),
+    next_after: events.length === limit && last ? last.event_id : null,
+  });
 });
 
 /** One PI's record and journal. */

@@ -29,6 +29,7 @@ export const ErrorAnswer = z
       code: z.string(),
       message: z.string(),
       payment_intent_status: z.string().optional(),
+      reason: z.string().optional().openapi({ description: "payment_not_creditable: why", example: "not_a_top_up" }),
     }),
   })
   .openapi("Error");

@@ -1,18 +1,24 @@
 // POST /stripe/webhook: Stripe's signed events. The signature is checked on the raw body with
-// the stripe package (constructEventAsync: HMAC-SHA256 over "t.body", any of several v1
-// signatures, 300 s tolerance); anything unsigned, altered or stale is 400 and touches nothing.
-// A verified event is handed to its PaymentIntent's object, which records it and acts on it
-// from its alarm, so the answer never waits on Stripe's API. Stripe delivers at least once and
+// the stripe package (HMAC-SHA256 over "t.body", any of several v1 signatures, 300 s
+// tolerance); anything unsigned, altered or stale is 400 and touches nothing. A signed payload
+// is then parsed with a schema of just the fields this service reads, per event type: one that
+// does not parse is acknowledged, logged as an error and listed for an operator (the registry's
+// bad_events, GET /operator/events), never a 500 that Stripe would redeliver for days. A parsed
+// event is handed to its PaymentIntent's object, which records it and acts on it from its
+// alarm, so the answer never waits on Stripe's API. Stripe delivers at least once and
 // sometimes sends two event objects for one change: the objects make both harmless.
 
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import Stripe from "stripe";
+import { z } from "zod";
+import type { Env } from "../env.js";
 import { ApiError } from "../errors.js";
 import type { AppEnv } from "../http.js";
 import { PAYMENT_INTENT_ID } from "../ids.js";
 import { logEvent } from "../log.js";
 import type { WebhookFact } from "../objects/payment-intent.js";
+import { REGISTRY_NAME } from "../objects/registry.js";
 import { createStripe } from "../stripe/client.js";
 import { callObject, paymentIntentObject } from "./objects.js";
 
@@ -41,12 +47,23 @@ webhook.post(
       throw new ApiError(503, "stripe_unavailable", "Webhooks are not configured.", {}, { "Retry-After": "60" });
     }
     const raw = await c.req.text();
-    const event = await verify(createStripe(c.env), raw, signature, secrets);
-    if (!event) throw new ApiError(400, "invalid_signature", "The signature does not match this payload, or it is too old.");
+    if (!(await verify(createStripe(c.env), raw, signature, secrets))) {
+      throw new ApiError(400, "invalid_signature", "The signature does not match this payload, or it is too old.");
+    }
 
+    // From here the payload is Stripe's: every answer is 200, or a 503 that Stripe retries. A
+    // payload that does not parse is acknowledged (redelivering it would not change it) and
+    // listed for an operator, never thrown at as a 500 that Stripe would redeliver for days.
+    const parsed = await parseEvent(raw);
+    if (!parsed.ok) {
+      logEvent("webhook_unparseable", { level: "error", event_id: parsed.eventId, type: parsed.type, error: parsed.error });
+      await callObject(async () => await registry(c.env).noteBadEvent({ event_id: parsed.eventId, type: parsed.type, error: parsed.error }));
+      return c.json({ received: true }, 200);
+    }
+    const { event } = parsed;
     const target = factOf(event, (c.env.REVERSE_ON_REFUND ?? "true").toLowerCase() !== "false");
     if (!target) {
-      logEvent("webhook", { event_id: event.id, type: event.type, outcome: "ignored" });
+      logEvent("webhook", { event_id: event.id, type: event.type === "other" ? event.name : event.type, outcome: "ignored" });
       return c.json({ received: true }, 200);
     }
     const started = Date.now();
@@ -56,38 +73,124 @@ webhook.post(
   },
 );
 
-async function verify(stripe: Stripe, raw: string, signature: string, secrets: string[]): Promise<Stripe.Event | null> {
+/** The operator registry, where bad events are listed. */
+function registry(env: Env) {
+  return env.CREDIT_REGISTRY.get(env.CREDIT_REGISTRY.idFromName(REGISTRY_NAME));
+}
+
+/**
+ * True when `signature` signs `raw` under one of `secrets`, within the tolerance. Only the
+ * signature is checked here; the payload is parsed afterwards, so that a signed payload that is
+ * not an event is told apart from a forged one.
+ */
+async function verify(stripe: Stripe, raw: string, signature: string, secrets: string[]): Promise<boolean> {
+  const helper = stripe.webhooks.signature;
+  if (!helper) {
+    logEvent("webhook_misconfigured", { error: "the stripe package has no signature helper" });
+    throw new ApiError(503, "stripe_unavailable", "Webhooks cannot be verified now.", {}, { "Retry-After": "60" });
+  }
   const crypto = Stripe.createSubtleCryptoProvider();
   for (const secret of secrets) {
     try {
-      return await stripe.webhooks.constructEventAsync(raw, signature, secret, TOLERANCE_SECONDS, crypto);
+      if (await helper.verifyHeaderAsync(raw, signature, secret, TOLERANCE_SECONDS, crypto)) return true;
     } catch {
       // try the next secret
     }
   }
-  return null;
+  return false;
+}
+
+// The events this service acts on, with just the fields it reads; everything else passes through.
+const Id = z.string().min(1).max(255);
+/** A reference Stripe sends as an id, or expanded as the object. */
+const Ref = z.union([Id, z.looseObject({ id: Id })]);
+const Amount = z.number().int().nonnegative();
+
+const Envelope = z.looseObject({ id: Id, type: z.string().min(1).max(255), data: z.looseObject({ object: z.unknown() }) });
+const PaymentIntentObject = z.looseObject({ id: z.string().regex(PAYMENT_INTENT_ID) });
+// A charge with no PaymentIntent (payment_intent: null) is a legitimate charge of another kind.
+const ChargeObject = z.looseObject({ payment_intent: Ref.nullable(), amount_refunded: Amount });
+const DisputeObject = z.looseObject({ id: Id, amount: Amount, status: z.string().min(1), payment_intent: Ref.nullable() });
+
+type Event =
+  | { id: string; type: "payment_intent.succeeded"; object: z.infer<typeof PaymentIntentObject> }
+  | { id: string; type: "charge.refunded"; object: z.infer<typeof ChargeObject> }
+  | { id: string; type: "charge.dispute.created" | "charge.dispute.updated" | "charge.dispute.closed"; object: z.infer<typeof DisputeObject> }
+  | { id: string; type: "other"; name: string };
+
+type Parsed = { ok: true; event: Event } | { ok: false; eventId: string; type: string | null; error: string };
+
+/** A signed payload as one of the events above, or what is wrong with it. */
+async function parseEvent(raw: string): Promise<Parsed> {
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch {
+    return { ok: false, eventId: await payloadName(raw), type: null, error: "the payload is not JSON" };
+  }
+  const envelope = Envelope.safeParse(json);
+  if (!envelope.success) {
+    const loose = typeof json === "object" && json !== null ? (json as Record<string, unknown>) : {};
+    const id = Id.safeParse(loose.id);
+    const type = z.string().min(1).max(255).safeParse(loose.type);
+    return { ok: false, eventId: id.success ? id.data : await payloadName(raw), type: type.success ? type.data : null, error: `not an event: ${describe(envelope.error)}` };
+  }
+  const { id, type, data } = envelope.data;
+  const bad = (error: z.ZodError): Parsed => ({ ok: false, eventId: id, type, error: `data.object: ${describe(error)}` });
+  switch (type) {
+    case "payment_intent.succeeded": {
+      const object = PaymentIntentObject.safeParse(data.object);
+      return object.success ? { ok: true, event: { id, type, object: object.data } } : bad(object.error);
+    }
+    case "charge.refunded": {
+      const object = ChargeObject.safeParse(data.object);
+      return object.success ? { ok: true, event: { id, type, object: object.data } } : bad(object.error);
+    }
+    case "charge.dispute.created":
+    case "charge.dispute.updated":
+    case "charge.dispute.closed": {
+      const object = DisputeObject.safeParse(data.object);
+      return object.success ? { ok: true, event: { id, type, object: object.data } } : bad(object.error);
+    }
+    default:
+      return { ok: true, event: { id, type: "other", name: type } };
+  }
+}
+
+/** The first issues of a failed parse, path and message, for the log and the operator. */
+function describe(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 5)
+    .map((issue) => `${issue.path.length > 0 ? issue.path.join(".") : "(root)"}: ${issue.message}`)
+    .join("; ");
+}
+
+/** A name for a payload that has no usable event id: its hash, so that redeliveries share one row. */
+async function payloadName(raw: string): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(raw)));
+  return `sha256:${Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("")}`;
 }
 
 /** What an event means for one PaymentIntent's credit, or null when it means nothing here. */
-function factOf(event: Stripe.Event, reverse: boolean): { paymentIntentId: string; fact: WebhookFact } | null {
-  const idOf = (value: string | { id: string } | null | undefined) => (typeof value === "string" ? value : (value?.id ?? null));
+function factOf(event: Event, reverse: boolean): { paymentIntentId: string; fact: WebhookFact } | null {
+  const idOf = (value: string | { id: string } | null) => (typeof value === "string" ? value : (value?.id ?? null));
   let paymentIntentId: string | null = null;
   let fact: WebhookFact | null = null;
   switch (event.type) {
     case "payment_intent.succeeded":
-      paymentIntentId = event.data.object.id;
+      paymentIntentId = event.object.id;
       fact = { kind: "succeeded" };
       break;
     case "charge.refunded":
       if (!reverse) return null;
-      paymentIntentId = idOf(event.data.object.payment_intent);
-      fact = { kind: "refunded", amountRefunded: event.data.object.amount_refunded };
+      paymentIntentId = idOf(event.object.payment_intent);
+      fact = { kind: "refunded", amountRefunded: event.object.amount_refunded };
       break;
     case "charge.dispute.created":
     case "charge.dispute.updated":
     case "charge.dispute.closed": {
       if (!reverse) return null;
-      const dispute = event.data.object;
+      const dispute = event.object;
       // Inquiries (warning_*) hold no funds back: they do not touch the credit.
       if (dispute.status.startsWith("warning_")) return null;
       paymentIntentId = idOf(dispute.payment_intent);
@@ -95,9 +198,9 @@ function factOf(event: Stripe.Event, reverse: boolean): { paymentIntentId: strin
       fact = { kind: "dispute", disputeId: dispute.id, amount: dispute.amount, status };
       break;
     }
-    default:
+    case "other":
       return null;
   }
-  if (!paymentIntentId || !PAYMENT_INTENT_ID.test(paymentIntentId) || !fact) return null;
+  if (!paymentIntentId || !PAYMENT_INTENT_ID.test(paymentIntentId)) return null;
   return { paymentIntentId, fact };
 }

@@ -15,6 +15,11 @@ export function markKey(paymentIntentId: string, attempt: number): string {
   return attemptKey(`credit-mark:${paymentIntentId}`, attempt);
 }
 
+/** `credit-unmark:{pi}:{n}`: taking the mark back after Stripe refused the credit; n counts marks and withdrawals alike. */
+export function unmarkKey(paymentIntentId: string, attempt: number): string {
+  return `credit-unmark:${paymentIntentId}:${attempt}`;
+}
+
 /** `credit-tx:{pi}` for the first credit write, `credit-tx:{pi}:{n}` once an attempt is known to have failed. */
 export function creditKey(paymentIntentId: string, attempt: number): string {
   return attemptKey(`credit-tx:${paymentIntentId}`, attempt);
@@ -52,4 +57,15 @@ export function adjustmentParams(
     description: `${direction === "debit" ? "Reversal" : "Restoration"} (${operation}) of credit from ${paymentIntentId}`,
     metadata: { payment_intent: paymentIntentId, operation },
   };
+}
+
+/**
+ * `topup:{hex SHA-256 of [accountId, clientKey] as JSON}`: a browser's Idempotency-Key scoped to
+ * its account. Joining the parts with a separator would be ambiguous (account `a` with key `x:k`
+ * and account `a:x` with key `k`); the JSON array keeps each part whole, and the hash keeps the
+ * key short (Stripe accepts 255 characters) whatever the client sent.
+ */
+export async function topUpKey(accountId: string, clientKey: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(JSON.stringify([accountId, clientKey])));
+  return `topup:${[...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
 }

@@ -4,12 +4,12 @@
 // hammered far beyond anything honest is credited once and answers only 200 or 429.
 
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { LIMITS_BINDINGS } from "../bindings.js";
-import { call, confirm, createCustomer, createPaymentIntent, emu, eventsFor, json, ledgerFor, newAccountId, paidTopUp, piObject, settledCredit, stripeRequests, tokenFor, waitForObject } from "../helpers.js";
+import { answerOf, call, confirm, createCustomer, createPaymentIntent, emu, eventsFor, json, ledgerFor, newAccountId, paidTopUp, piObject, settledCredit, slowStripe, stripeRequests, tokenFor, topUpMetadata, waitForObject } from "../helpers.js";
 
 const ACCOUNT_LIMIT = Number(LIMITS_BINDINGS.CONFIRM_LIMIT_PER_MINUTE);
+const QUEUE_LIMIT = Number(LIMITS_BINDINGS.OBJECT_QUEUE_LIMIT);
 
 let ipSeq = 0;
 /** A client address of its own for each test, so one test's flood does not limit the next. */
@@ -35,6 +35,16 @@ async function exhaust(token: string, ip: string): Promise<void> {
     if (answers.some((r) => r.status === 429)) return;
   }
   throw new Error("never limited");
+}
+
+/** Waits until the emulator is serving (has received, not yet answered) a request matching `filter`. */
+async function waitForRequest(filter: { path?: string; key?: string; method?: string }): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    if ((await stripeRequests(filter)).some((r) => r.status === 0)) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`no request matching ${JSON.stringify(filter)}`);
 }
 
 /** Whether an object left anything behind: a table of its own or an alarm. */
@@ -145,7 +155,7 @@ describe("a burst of honest confirms", () => {
       Array.from({ length: 30 }, async () => {
         const accountId = newAccountId("burst");
         const customer = await createCustomer(accountId);
-        const pis = await Promise.all(Array.from({ length: 10 }, () => createPaymentIntent({ customer: customer.id, amount: 100 })));
+        const pis = await Promise.all(Array.from({ length: 10 }, () => createPaymentIntent({ customer: customer.id, amount: 100, metadata: topUpMetadata(accountId) })));
         return { token: await tokenFor(accountId), customer, pis };
       }),
     );
@@ -199,6 +209,37 @@ describe("a hot PaymentIntent", () => {
     expect(Object.keys(counts).every((s) => s === "200" || s === "429")).toBe(true);
     expect(counts[200]).toBeGreaterThanOrEqual(1);
     expect(await ledgerFor(customer.id, pi.id)).toHaveLength(1);
-    expect(env.OBJECT_QUEUE_LIMIT).toBe("20");
   }, 120_000);
+
+  it(`while one attempt is in flight, at most ${QUEUE_LIMIT} callers wait on it and share its outcome; the rest are told 429 to come back`, async () => {
+    const { customer, pi, token } = await paidTopUp(2600);
+    const ip = newIp();
+    // Slow enough that every confirm below arrives while the first attempt is still at Stripe.
+    await slowStripe(pi.id, customer.id, 2000);
+    const first = confirm(token, pi.id, ip);
+    await waitForRequest({ method: "GET", path: `/v1/payment_intents/${pi.id}` });
+
+    const crowd = 60;
+    const answers = await Promise.all(Array.from({ length: crowd }, async () => answerOf(await confirm(token, pi.id, ip))));
+    const firstAnswer = await answerOf(await first);
+    await slowStripe(pi.id, customer.id, 0);
+
+    const ledger = await ledgerFor(customer.id, pi.id);
+    expect(ledger.map((tx) => tx.amount)).toEqual([-2600]);
+    expect(firstAnswer).toMatchObject({ status: 200, code: "credited", txId: ledger[0]?.id });
+    const joined = answers.filter((a) => a.status === 200);
+    const limited = answers.filter((a) => a.status === 429);
+    console.log(`queue bound ${QUEUE_LIMIT}: of ${crowd} callers during one attempt, ${joined.length} waited and were answered 200, ${limited.length} were answered 429`);
+    // Exactly the bound waited (all arrived during the attempt), each with the attempt's own answer.
+    expect(joined).toHaveLength(QUEUE_LIMIT);
+    for (const a of joined) expect(a).toMatchObject({ code: "credited", txId: ledger[0]?.id });
+    expect(limited).toHaveLength(crowd - QUEUE_LIMIT);
+    for (const a of limited) {
+      expect(a.code).toBe("rate_limited");
+      expect(Number(a.retryAfter)).toBeGreaterThanOrEqual(1);
+    }
+    // One read, one mark, one credit write: the waiters and the refused cost Stripe nothing.
+    expect(await stripeRequests({ key: `credit-tx:${pi.id}*` })).toHaveLength(1);
+    expect(await stripeRequests({ method: "GET", path: `/v1/payment_intents/${pi.id}` })).toHaveLength(1);
+  }, 60_000);
 });

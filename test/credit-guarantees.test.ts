@@ -1,0 +1,295 @@
+// Guarantees that hold on paths the happy-path tests never walk: an acknowledged webhook is a
+// promise kept through failing reads and a full queue; "no ledger entry" is only ever said after
+// a complete search; every path that records a credit schedules its follow-up; refused
+// reversals never bend the arithmetic; one attempt at a time, even for an operator's retry; a
+// mark never outlives a credit Stripe refused. Each test here fails without the rule it names.
+
+import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import type { Inspection, PaymentIntentObject } from "../src/objects/payment-intent.js";
+import { TEST_BINDINGS } from "./bindings.js";
+import {
+  addFault,
+  answerOf,
+  call,
+  confirm,
+  createCustomer,
+  createPaymentIntent,
+  deliver,
+  emu,
+  eventsFor,
+  json,
+  ledgerFor,
+  newAccountId,
+  paidTopUp,
+  piObject,
+  removeFault,
+  stripePaymentIntent,
+  stripeRequests,
+  tokenFor,
+  topUpMetadata,
+  waitForObject,
+  settledCredit,
+  type Answer,
+} from "./helpers.js";
+
+const operatorHeaders = { authorization: `Bearer ${TEST_BINDINGS.OPERATOR_TOKEN}` };
+
+async function onlyEvent(type: string, paymentIntentId: string): Promise<string> {
+  const events = await eventsFor(type, paymentIntentId);
+  const last = events.at(-1);
+  if (!last) throw new Error(`no ${type} for ${paymentIntentId}`);
+  return last.id;
+}
+
+/** Ledger entries for `paymentIntentId`, as amounts in Stripe's sign (negative = credit), oldest first. */
+async function amounts(customerId: string, paymentIntentId: string): Promise<number[]> {
+  return (await ledgerFor(customerId, paymentIntentId)).map((tx) => tx.amount).reverse();
+}
+
+/** Runs the PI object's alarm until nothing is scheduled (bounded). */
+async function drain(paymentIntentId: string): Promise<void> {
+  for (let i = 0; i < 20; i++) if (!(await runDurableObjectAlarm(piObject(paymentIntentId)))) return;
+}
+
+/** The payment_intent.succeeded notice the object keeps until it is acted on, if any. */
+async function noticeOf(paymentIntentId: string): Promise<string | null> {
+  return runInDurableObject(piObject(paymentIntentId), (_instance: PaymentIntentObject, state) => {
+    const row = state.storage.sql.exec<{ payment_intent_id: string }>("SELECT payment_intent_id FROM notice").toArray()[0];
+    return row?.payment_intent_id ?? null;
+  });
+}
+
+async function alarmOf(paymentIntentId: string): Promise<number | null> {
+  return runInDurableObject(piObject(paymentIntentId), async (_instance: PaymentIntentObject, state) => state.storage.getAlarm());
+}
+
+/** A top-up, paid and credited through a browser's confirm. */
+async function creditedTopUp(amount: number) {
+  const top = await paidTopUp(amount);
+  expect((await answerOf(await confirm(top.token, top.pi.id))).status).toBe(200);
+  return top;
+}
+
+describe("an acknowledged webhook is a promise", () => {
+  it("150 browsers fail to read the PI, the webhook is answered 200, no browser comes back: credited once", async () => {
+    const { customer, pi, token } = await paidTopUp(1500);
+    await emu("/latency", { ms: 150, method: "GET", path: `/v1/payment_intents/${pi.id}` });
+    const readFault = await addFault({ kind: "error_500", saved: false, method: "GET", path: `/v1/payment_intents/${pi.id}`, times: 100_000 });
+    try {
+      const browsers = Array.from({ length: 150 }, () => confirm(token, pi.id).then(answerOf));
+      await new Promise((r) => setTimeout(r, 100));
+      expect((await deliver(await onlyEvent("payment_intent.succeeded", pi.id))).status).toBe(200);
+      // The webhook's alarm runs while the browsers' attempt is failing and the queue is full.
+      await runDurableObjectAlarm(piObject(pi.id));
+      const answers: Answer[] = await Promise.all(browsers);
+      expect(answers).toHaveLength(150);
+      expect(answers.filter((a) => a.status === 200)).toEqual([]);
+      expect(new Set(answers.map((a) => a.code))).toEqual(new Set(["stripe_unavailable", "rate_limited"]));
+      // Nothing is credited yet, and the promise is still kept: the notice is there to act on.
+      // (Its alarm may be running at this very moment, so the notice is what is checked.)
+      expect(await ledgerFor(customer.id, pi.id)).toEqual([]);
+      expect(await noticeOf(pi.id)).toBe(pi.id);
+    } finally {
+      await removeFault(readFault);
+      await emu("/latency", { ms: 0, method: "GET", path: `/v1/payment_intents/${pi.id}` });
+    }
+    // Only the object's own alarm is left to finish it.
+    const done = await waitForObject(pi.id, settledCredit);
+    expect(done.record?.credited_by).toBe("webhook");
+    expect(await amounts(customer.id, pi.id)).toEqual([-1500]);
+  });
+});
+
+describe("the ledger search is complete or it says it could not look", () => {
+  it("an unknown credit outcome, 2,100 newer ledger entries and the key pruned: found, not written again", async () => {
+    const { customer, pi, token } = await paidTopUp(1200);
+    // The credit is applied, and every answer to it (the SDK's retries too) is lost.
+    const drop = await addFault({ kind: "drop", replays: true, times: 3, method: "POST", path: `/v1/customers/${customer.id}/balance_transactions` });
+    const first = await answerOf(await confirm(token, pi.id));
+    await removeFault(drop);
+    expect(first.status).toBe(503);
+    expect(await amounts(customer.id, pi.id)).toEqual([-1200]);
+
+    // Days later: the ledger has grown by more than twenty pages and Stripe forgot the key.
+    await emu(`/customers/${customer.id}/balance_transactions/pad`, { count: 2100 });
+    await emu("/idempotency/expire", { key: `credit-tx:${pi.id}*` });
+
+    const done = await waitForObject(pi.id, settledCredit, 30_000);
+    expect(await amounts(customer.id, pi.id)).toEqual([-1200]);
+    expect(done.record?.credited_by).not.toBeNull();
+    expect((await stripeRequests({ key: `credit-tx:${pi.id}*`, method: "POST" })).every((r) => r.idempotency_key === `credit-tx:${pi.id}`)).toBe(true);
+  }, 60_000);
+});
+
+describe("every path that records a credit schedules its follow-up", () => {
+  it("a refund that arrives before a credited-elsewhere PI is adopted is reversed once it is adopted", async () => {
+    const accountId = newAccountId();
+    const customer = await createCustomer(accountId);
+    const pi = await createPaymentIntent({ customer: customer.id, amount: 1000, metadata: { ...topUpMetadata(accountId), credited: "true" } });
+    // The older server credited it.
+    await fetch(`${env.STRIPE_API_BASE}/v1/customers/${customer.id}/balance_transactions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${TEST_BINDINGS.STRIPE_SECRET_KEY}`, "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ amount: "-1000", currency: "usd", "metadata[payment_intent]": pi.id }),
+    });
+    await emu(`/payment_intents/${pi.id}/refund`, { amount: 400 });
+    expect((await deliver(await onlyEvent("charge.refunded", pi.id))).status).toBe(200);
+    await drain(pi.id);
+
+    const res = await confirm(await tokenFor(accountId), pi.id);
+    expect((await json<{ status: string }>(res)).status).toBe("already_credited");
+    const done = await waitForObject(pi.id, (i) => i.adjustments.length > 0 && i.adjustments.every((a) => a.state === "done"));
+    expect(done.amounts).toEqual({ credited: 1000, reversed: 400, net: 600 });
+    expect(await amounts(customer.id, pi.id)).toEqual([-1000, 400]);
+  });
+});
+
+describe("refused reversals never bend the arithmetic", () => {
+  it("a dispute debit Stripe refused is not restored when the dispute is won", async () => {
+    const { customer, pi } = await creditedTopUp(1000);
+    const refuse = await addFault({ kind: "error_400", method: "POST", path: `/v1/customers/${customer.id}/balance_transactions`, key: `credit-adjust:${pi.id}:dispute*`, times: 1 });
+    const { id: disputeId } = await emu<{ id: string }>(`/payment_intents/${pi.id}/dispute`, {});
+    await deliver(await onlyEvent("charge.dispute.created", pi.id));
+    await waitForObject(pi.id, (i) => i.adjustments.some((a) => a.state === "needs_attention"));
+    await removeFault(refuse);
+
+    await emu(`/disputes/${disputeId}/close`, { status: "won" });
+    await deliver(await onlyEvent("charge.dispute.closed", pi.id));
+    await drain(pi.id);
+    const now = await piObject(pi.id).inspect();
+    expect(now.adjustments.map((a) => [a.operation, a.state])).toEqual([[`dispute:${disputeId}`, "needs_attention"]]);
+    expect(now.amounts).toEqual({ credited: 1000, reversed: 0, net: 1000 });
+    expect(await amounts(customer.id, pi.id)).toEqual([-1000]);
+  });
+
+  it("a restoration Stripe refused makes no room for a refund; an operator's retry writes it, then the refund", async () => {
+    const { customer, pi } = await creditedTopUp(1000);
+    const { id: disputeId } = await emu<{ id: string }>(`/payment_intents/${pi.id}/dispute`, {});
+    await deliver(await onlyEvent("charge.dispute.created", pi.id));
+    await waitForObject(pi.id, (i) => i.adjustments.some((a) => a.kind === "dispute" && a.state === "done"));
+
+    const refuse = await addFault({ kind: "error_400", method: "POST", path: `/v1/customers/${customer.id}/balance_transactions`, key: `credit-adjust:${pi.id}:restore*`, times: 1 });
+    await emu(`/disputes/${disputeId}/close`, { status: "won" });
+    await deliver(await onlyEvent("charge.dispute.closed", pi.id));
+    await waitForObject(pi.id, (i) => i.adjustments.some((a) => a.kind === "restore" && a.state === "needs_attention"));
+    await removeFault(refuse);
+
+    // The customer is refunded in full: nothing may be taken while the restoration is not written.
+    await emu(`/payment_intents/${pi.id}/refund`, {});
+    await deliver(await onlyEvent("charge.refunded", pi.id));
+    await drain(pi.id);
+    let now: Inspection = await piObject(pi.id).inspect();
+    expect(now.amounts).toEqual({ credited: 1000, reversed: 1000, net: 0 });
+    expect(await amounts(customer.id, pi.id)).toEqual([-1000, 1000]);
+    expect(now.adjustments.some((a) => a.kind === "refund")).toBe(false);
+
+    // Listed for an operator while the restoration needs one.
+    const listed = await json<{ data: { payment_intent_id: string; state: string }[] }>(await call("/operator/credits?limit=200", { headers: operatorHeaders }));
+    expect(listed.data.find((e) => e.payment_intent_id === pi.id)?.state).toBe("reversal_needs_attention");
+
+    const retry = await call(`/operator/credits/${pi.id}/retry`, { method: "POST", headers: operatorHeaders });
+    expect(retry.status).toBe(200);
+    now = await waitForObject(pi.id, (i) => settledCredit(i) && i.adjustments.some((a) => a.kind === "refund" && a.state === "done"));
+    expect(now.amounts).toEqual({ credited: 1000, reversed: 1000, net: 0 });
+    expect(await amounts(customer.id, pi.id)).toEqual([-1000, 1000, -1000, 1000]);
+    // The retry looked at the ledger before writing under a new key.
+    expect((await stripeRequests({ key: `credit-adjust:${pi.id}:restore*`, method: "POST" })).map((r) => r.idempotency_key)).toEqual([
+      `credit-adjust:${pi.id}:restore:${disputeId}`,
+      `credit-adjust:${pi.id}:restore:${disputeId}:2`,
+    ]);
+  });
+});
+
+describe("one attempt at a time", () => {
+  it("an attempt that throws leaves the alarm armed, and the credit finishes once the cause is gone", async () => {
+    const { customer, pi, token } = await paidTopUp(900);
+    const fail = await addFault({ kind: "error_500", saved: false, method: "POST", path: `/v1/customers/${customer.id}/balance_transactions`, times: 3 });
+    expect((await answerOf(await confirm(token, pi.id))).status).toBe(503);
+    await removeFault(fail);
+
+    // A fresh instance whose Stripe client cannot even be built: the attempt throws.
+    await evictDurableObject(piObject(pi.id));
+    await runInDurableObject(piObject(pi.id), (instance: PaymentIntentObject) => {
+      Object.assign(instance, { env: { ...env, STRIPE_API_BASE: "not a url" } });
+    });
+    expect(await runDurableObjectAlarm(piObject(pi.id))).toBe(true);
+    expect(await alarmOf(pi.id)).not.toBeNull();
+    expect((await piObject(pi.id).inspect()).record?.state).toBe("verified");
+
+    await evictDurableObject(piObject(pi.id));
+    await waitForObject(pi.id, settledCredit);
+    expect(await amounts(customer.id, pi.id)).toEqual([-900]);
+  });
+
+  it("an operator's retry waits for the attempt in flight instead of changing its state under it", async () => {
+    const { customer, pi, token } = await paidTopUp(700);
+    // The credit is refused once; the mark (sent alongside) is slow, so the attempt is still
+    // running when the operator presses retry.
+    const refuse = await addFault({ kind: "error_400", method: "POST", path: `/v1/customers/${customer.id}/balance_transactions`, key: `credit-tx:${pi.id}`, times: 1 });
+    await emu("/latency", { ms: 400, method: "POST", path: `/v1/payment_intents/${pi.id}` });
+    try {
+      const browser = confirm(token, pi.id).then(answerOf);
+      await new Promise((r) => setTimeout(r, 150));
+      const retry = call(`/operator/credits/${pi.id}/retry`, { method: "POST", headers: operatorHeaders });
+      expect((await browser).code).toBe("credit_needs_attention");
+      expect((await retry).status).toBe(200);
+    } finally {
+      await removeFault(refuse);
+      await emu("/latency", { ms: 0, method: "POST", path: `/v1/payment_intents/${pi.id}` });
+    }
+    const done = await waitForObject(pi.id, settledCredit);
+    expect(done.record?.credited_by).toBe("operator");
+    expect(await amounts(customer.id, pi.id)).toEqual([-700]);
+    expect((await stripePaymentIntent(pi.id)).metadata.credited).toBe("true");
+  });
+});
+
+describe("the mark never outlives a refused credit", () => {
+  it("Stripe refuses the credit: the PI is unmarked and the record needs an operator", async () => {
+    const { customer, pi, token } = await paidTopUp(650);
+    const refuse = await addFault({ kind: "error_400", method: "POST", path: `/v1/customers/${customer.id}/balance_transactions`, key: `credit-tx:${pi.id}*`, times: 1 });
+    const answer = await answerOf(await confirm(token, pi.id));
+    await removeFault(refuse);
+    expect(answer).toMatchObject({ status: 409, code: "credit_needs_attention" });
+    expect((await stripePaymentIntent(pi.id)).metadata.credited ?? "").toBe("");
+    const { record } = await piObject(pi.id).inspect();
+    expect(record).toMatchObject({ state: "needs_attention", mark_state: "withdrawn" });
+    expect(await ledgerFor(customer.id, pi.id)).toEqual([]);
+  });
+
+  it("the withdrawal fails: retried from the alarm until the PI is unmarked", async () => {
+    const { customer, pi, token } = await paidTopUp(660);
+    const refuse = await addFault({ kind: "error_400", method: "POST", path: `/v1/customers/${customer.id}/balance_transactions`, key: `credit-tx:${pi.id}*`, times: 1 });
+    const unmark = await addFault({ kind: "error_500", saved: false, method: "POST", path: `/v1/payment_intents/${pi.id}`, key: `credit-unmark:${pi.id}*`, times: 3 });
+    expect((await answerOf(await confirm(token, pi.id))).code).toBe("credit_needs_attention");
+    await removeFault(refuse);
+    await removeFault(unmark);
+    expect((await stripePaymentIntent(pi.id)).metadata.credited).toBe("true");
+    expect((await piObject(pi.id).inspect()).record?.mark_state).toBe("withdrawing");
+    expect(await alarmOf(pi.id)).not.toBeNull();
+    await waitForObject(pi.id, (i) => i.record?.mark_state === "withdrawn");
+    expect((await stripePaymentIntent(pi.id)).metadata.credited ?? "").toBe("");
+  });
+});
+
+describe("an operator's retry assesses a stored refusal again", () => {
+  it("a webhook for an older server's top-up is refused while the setting is off; after it is set, a retry credits it", async () => {
+    const accountId = newAccountId();
+    const customer = await createCustomer(accountId);
+    const pi = await createPaymentIntent({ customer: customer.id, amount: 1800, metadata: { account_id: accountId, source: "old-server" } });
+    await deliver(await onlyEvent("payment_intent.succeeded", pi.id));
+    await waitForObject(pi.id, (i) => i.record?.state === "not_creditable");
+    expect((await piObject(pi.id).inspect()).record?.reason).toBe("not_a_top_up");
+
+    // The operator admits the older server's top-ups (in this object's memory only: bindings
+    // are fixed for the whole run), then retries.
+    await runInDurableObject(piObject(pi.id), (instance: PaymentIntentObject) => {
+      Object.assign(instance, { env: { ...env, LEGACY_TOPUP_METADATA: "source=old-server", LEGACY_TOPUP_CREATED_BEFORE: String(Math.floor(Date.now() / 1000) + 3600) } });
+    });
+    const retry = await json<{ result: { ok: boolean; status?: string } }>(await call(`/operator/credits/${pi.id}/retry`, { method: "POST", headers: operatorHeaders }));
+    expect(retry.result).toMatchObject({ ok: true, status: "credited" });
+    expect(await amounts(customer.id, pi.id)).toEqual([-1800]);
+  });
+});

@@ -1,0 +1,686 @@
+// The randomized model test. fast-check draws a small world (two
+// accounts, one to three PaymentIntents: paid and unpaid top-ups made through the service, and
+// payments that are not top-ups) and a list of commands (browser confirms, webhook deliveries
+// and redeliveries, refunds, disputes, operator retries, evictions, alarm runs, Stripe faults on
+// the next calls, key expiry, long ledgers), runs them against the Worker in workerd and the
+// emulator, lets the system settle, and checks what must hold whatever happened on the way.
+//
+// A failure prints its seed, fast-check's path and the shrunk command list; replay it with
+//   MODEL_SEED=<seed> MODEL_PATH=<path> npm run test:model
+// MODEL_RUNS sets the number of runs (`npm run soak` runs 300), MODEL_SHRINK_SECONDS how long a
+// failure may be shrunk. The system is not deterministic (timing, the object's jitter), so a
+// replay may take a run or two to fail again on a race.
+
+import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import fc from "fast-check";
+import { inject, it } from "vitest";
+import type { Inspection } from "../../src/objects/payment-intent.js";
+import { TEST_BINDINGS } from "../bindings.js";
+import { answerOf, call, createCustomer, createPaymentIntent, deliver, emu, json, ledgerFor, newAccountId, payWithTestCard, piObject, tokenFor, topUp, confirm, type BalanceTransaction } from "../helpers.js";
+
+const RUNS = inject("modelRuns") ?? 40;
+const SEED = inject("modelSeed");
+const PATH = inject("modelPath");
+const SHRINK_MS = (inject("modelShrinkSeconds") ?? 45) * 1000;
+
+/** Entries that make a ledger longer than any page limit the service might stop at (100 per page). */
+const PADDING = 2_100;
+/** Drain rounds after a run: each runs every unfinished PI's alarm once. */
+const DRAIN_ROUNDS = 40;
+
+// ---------------------------------------------------------------------------------------------
+// The world: what fast-check draws, and what it becomes in the emulator and the service.
+
+/**
+ * top_up: made with POST /billing/top_ups and paid with the test card. unpaid_top_up: made the
+ * same way, left unpaid (a `pay` command may pay it later). subscription: a payment of the same
+ * customer made by another product (metadata account_id and purpose). bare: no metadata at all.
+ */
+type PiKind = "top_up" | "unpaid_top_up" | "subscription" | "bare";
+
+interface PiSpec {
+  kind: PiKind;
+  /** Index of the owning account (0 or 1); the other one is the stranger. */
+  owner: number;
+  amount: number;
+}
+
+const piSpecArb: fc.Arbitrary<PiSpec> = fc.record({
+  kind: fc.oneof(
+    { arbitrary: fc.constant<PiKind>("top_up"), weight: 5 },
+    { arbitrary: fc.constant<PiKind>("unpaid_top_up"), weight: 1 },
+    { arbitrary: fc.constant<PiKind>("subscription"), weight: 2 },
+    { arbitrary: fc.constant<PiKind>("bare"), weight: 1 },
+  ),
+  owner: fc.constantFrom(0, 1),
+  amount: fc.constantFrom(1000, 500, 2500, 9999),
+});
+
+const worldArb = fc.array(piSpecArb, { minLength: 1, maxLength: 3 });
+
+interface Account {
+  accountId: string;
+  token: string;
+  customerId: string;
+}
+
+interface Dispute {
+  id: string;
+  amount: number;
+  status: "open" | "won" | "lost";
+}
+
+/** One PaymentIntent of the run, with what the model knows Stripe did to it. */
+interface LivePi {
+  index: number;
+  spec: PiSpec;
+  id: string;
+  owner: Account;
+  stranger: Account;
+  paid: boolean;
+  refunded: number;
+  dispute: Dispute | null;
+  /** An error_400 rule scoped to this PI (or its customer) fired: a credit may be refused for good. */
+  refused400: boolean;
+}
+
+interface ConfirmAnswer {
+  pi: number;
+  by: "owner" | "stranger";
+  status: number;
+  code: string;
+  txId: string | null;
+}
+
+interface FaultAdded {
+  id: number;
+  name: FaultName;
+  /** The PIs whose Stripe calls the rule can hit. */
+  pis: number[];
+  fired: number;
+}
+
+interface Run {
+  accounts: Account[];
+  pis: LivePi[];
+  faults: FaultAdded[];
+  answers: ConfirmAnswer[];
+  /** Deliveries not answered 200 (Stripe would redeliver them; the run's end delivers every event again). */
+  webhookErrors: string[];
+}
+
+/** Two accounts, each with its Stripe customer, and the PaymentIntents of `specs`. */
+async function buildWorld(specs: PiSpec[]): Promise<Run> {
+  const accounts: Account[] = [];
+  for (let i = 0; i < 2; i++) {
+    const accountId = newAccountId("model");
+    const customer = await createCustomer(accountId);
+    accounts.push({ accountId, token: await tokenFor(accountId), customerId: customer.id });
+  }
+  const pis: LivePi[] = [];
+  for (const [index, spec] of specs.entries()) {
+    const owner = accounts[spec.owner] as Account;
+    const stranger = accounts[1 - spec.owner] as Account;
+    let id: string;
+    if (spec.kind === "top_up" || spec.kind === "unpaid_top_up") {
+      const res = await topUp(owner.token, { amount: spec.amount, currency: "usd" });
+      if (res.status !== 201) throw new Error(`set-up: POST /billing/top_ups answered ${res.status} ${await res.text()}`);
+      id = (await json<{ payment_intent_id: string }>(res)).payment_intent_id;
+      if (spec.kind === "top_up") await pay(id);
+    } else {
+      const metadata: Record<string, string> = spec.kind === "subscription" ? { account_id: owner.accountId, purpose: "subscription" } : {};
+      id = (await createPaymentIntent({ customer: owner.customerId, amount: spec.amount, metadata })).id;
+    }
+    pis.push({ index, spec, id, owner, stranger, paid: spec.kind !== "unpaid_top_up", refunded: 0, dispute: null, refused400: false });
+  }
+  return { accounts, pis, faults: [], answers: [], webhookErrors: [] };
+}
+
+async function pay(paymentIntentId: string): Promise<void> {
+  const paid = await payWithTestCard(paymentIntentId);
+  if (paid.status !== "succeeded") throw new Error(`set-up: paying ${paymentIntentId} left it ${paid.status}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands: plain data, so fast-check can print and shrink them. `pi` is an index into the
+// world's PaymentIntents (taken modulo their number).
+
+type EventKind = "payment_intent.succeeded" | "charge.refunded" | "charge.dispute.created" | "charge.dispute.closed";
+type Target = "pi_read" | "pi_mark" | "credit_keys" | "ledger_write" | "ledger_read";
+
+/** Every fault kind the emulator has, in the variants that behave differently. */
+const FAULTS = {
+  error_500: { kind: "error_500" },
+  error_500_unsaved: { kind: "error_500", saved: false },
+  error_500_applied: { kind: "error_500", apply: true },
+  drop: { kind: "drop" },
+  drop_every_retry: { kind: "drop", replays: true },
+  rate_limit: { kind: "rate_limit" },
+  rate_limit_retry: { kind: "rate_limit", should_retry: true },
+  in_use: { kind: "in_use" },
+  hang: { kind: "hang" },
+  hang_applied: { kind: "hang", apply: true },
+  error_400: { kind: "error_400" },
+} as const satisfies Record<string, { kind: string; saved?: boolean; apply?: boolean; replays?: boolean; should_retry?: boolean }>;
+type FaultName = keyof typeof FAULTS;
+
+/** Commands that may also run two at once (`together`): what real traffic overlaps. */
+type Concurrent =
+  | { op: "confirm"; pi: number; by: "owner" | "stranger"; n: number }
+  | { op: "deliver"; pi: number; event: EventKind; pick: number }
+  | { op: "operator_retry"; pi: number }
+  | { op: "evict"; pi: number }
+  | { op: "alarm"; pi: number };
+
+type Command =
+  | Concurrent
+  | { op: "pay"; pi: number }
+  | { op: "refund"; pi: number; percent: number }
+  | { op: "dispute"; pi: number }
+  | { op: "close_dispute"; pi: number; outcome: "won" | "lost" }
+  | { op: "fault"; pi: number; target: Target; fault: FaultName; times: number }
+  | { op: "expire_keys"; pi: number }
+  | { op: "pad"; account: number }
+  | { op: "together"; a: Concurrent; b: Concurrent };
+
+const piArb = fc.nat(2);
+
+const confirmArb = fc.record({
+  op: fc.constant("confirm" as const),
+  pi: piArb,
+  by: fc.oneof({ arbitrary: fc.constant("owner" as const), weight: 4 }, { arbitrary: fc.constant("stranger" as const), weight: 1 }),
+  n: fc.oneof(fc.constant(1), fc.integer({ min: 2, max: 50 })),
+});
+const deliverArb = fc.record({
+  op: fc.constant("deliver" as const),
+  pi: piArb,
+  event: fc.constantFrom<EventKind>("payment_intent.succeeded", "charge.refunded", "charge.dispute.created", "charge.dispute.closed"),
+  pick: fc.nat(3),
+});
+const operatorArb = fc.record({ op: fc.constant("operator_retry" as const), pi: piArb });
+const evictArb = fc.record({ op: fc.constant("evict" as const), pi: piArb });
+const alarmArb = fc.record({ op: fc.constant("alarm" as const), pi: piArb });
+
+const concurrentArb: fc.Arbitrary<Concurrent> = fc.oneof(
+  { arbitrary: confirmArb, weight: 4 },
+  { arbitrary: deliverArb, weight: 3 },
+  { arbitrary: operatorArb, weight: 1 },
+  { arbitrary: evictArb, weight: 1 },
+  { arbitrary: alarmArb, weight: 2 },
+);
+
+const faultArb = fc.record({
+  op: fc.constant("fault" as const),
+  pi: piArb,
+  target: fc.constantFrom<Target>("credit_keys", "pi_read", "ledger_read", "pi_mark", "ledger_write"),
+  fault: fc.constantFrom(...(Object.keys(FAULTS) as FaultName[])),
+  times: fc.integer({ min: 1, max: 5 }),
+});
+
+const commandArb: fc.Arbitrary<Command> = fc.oneof(
+  { arbitrary: confirmArb, weight: 10 },
+  { arbitrary: deliverArb, weight: 8 },
+  { arbitrary: alarmArb, weight: 5 },
+  { arbitrary: evictArb, weight: 4 },
+  { arbitrary: operatorArb, weight: 2 },
+  { arbitrary: faultArb, weight: 8 },
+  { arbitrary: fc.record({ op: fc.constant("refund" as const), pi: piArb, percent: fc.oneof(fc.constant(100), fc.integer({ min: 1, max: 99 })) }), weight: 3 },
+  { arbitrary: fc.record({ op: fc.constant("dispute" as const), pi: piArb }), weight: 2 },
+  { arbitrary: fc.record({ op: fc.constant("close_dispute" as const), pi: piArb, outcome: fc.constantFrom<"won" | "lost">("won", "lost") }), weight: 2 },
+  { arbitrary: fc.record({ op: fc.constant("pay" as const), pi: piArb }), weight: 1 },
+  { arbitrary: fc.record({ op: fc.constant("expire_keys" as const), pi: piArb }), weight: 2 },
+  { arbitrary: fc.record({ op: fc.constant("together" as const), a: concurrentArb, b: concurrentArb }), weight: 4 },
+  // Rare: the padding is quick, but every later ledger search then reads 20+ pages.
+  { arbitrary: fc.record({ op: fc.constant("pad" as const), account: fc.constantFrom(0, 1) }), weight: 1 },
+);
+
+// Most PIs are credited by the first confirm or webhook, after which Stripe is rarely called:
+// a run often starts with faults already in place, so that they meet the credit itself.
+const commandsArb = fc
+  .tuple(fc.array(faultArb, { maxLength: 3 }), fc.array(commandArb, { maxLength: 24, size: "medium" }))
+  .map(([prelude, rest]): Command[] => [...prelude, ...rest]);
+
+/** Where a fault rule applies: always scoped to this run's PI or customer (other runs share the emulator). */
+function faultScope(target: Target, pi: LivePi): { method: string; path: string; key?: string } {
+  const customer = pi.owner.customerId;
+  switch (target) {
+    case "pi_read":
+      return { method: "GET", path: `/v1/payment_intents/${pi.id}` };
+    case "pi_mark":
+      return { method: "POST", path: `/v1/payment_intents/${pi.id}` };
+    case "credit_keys":
+      // credit-tx:{pi}, credit-tx:{pi}:2, credit-adjust:{pi}:{operation}: this PI's ledger writes only.
+      return { method: "POST", path: `/v1/customers/${customer}/balance_transactions`, key: `credit-*:${pi.id}*` };
+    case "ledger_write":
+      return { method: "POST", path: `/v1/customers/${customer}/balance_transactions` };
+    case "ledger_read":
+      return { method: "GET", path: `/v1/customers/${customer}/balance_transactions` };
+  }
+}
+
+/** Totals across runs, for the closing summary line. */
+const totals = { runs: 0, shrinkRuns: 0, commands: 0, confirms: 0, deliveries: 0, faultRules: 0, faultsFired: 0, drainAlarms: 0, padded: 0 };
+
+/** Runs one command against the service and the emulator, updating the model's view of Stripe. */
+async function execute(run: Run, command: Command): Promise<void> {
+  totals.commands++;
+  if (command.op === "together") {
+    await Promise.all([execute(run, command.a), execute(run, command.b)]);
+    return;
+  }
+  if (command.op === "pad") {
+    const account = run.accounts[command.account] as Account;
+    await emu(`/customers/${account.customerId}/balance_transactions/pad`, { count: PADDING });
+    totals.padded++;
+    return;
+  }
+  const pi = run.pis[command.pi % run.pis.length] as LivePi;
+  switch (command.op) {
+    case "confirm": {
+      const token = command.by === "owner" ? pi.owner.token : pi.stranger.token;
+      const answers = await Promise.all(Array.from({ length: command.n }, async () => answerOf(await confirm(token, pi.id))));
+      totals.confirms += command.n;
+      for (const a of answers) run.answers.push({ pi: pi.index, by: command.by, status: a.status, code: a.code, txId: a.txId });
+      return;
+    }
+    case "deliver": {
+      const events = await eventsAbout(pi.id, command.event);
+      const event = events[command.pick % Math.max(1, events.length)];
+      if (!event) return;
+      await deliverOne(run, event);
+      return;
+    }
+    case "operator_retry": {
+      const res = await call(`/operator/credits/${pi.id}/retry`, { method: "POST", headers: { authorization: `Bearer ${TEST_BINDINGS.OPERATOR_TOKEN}` } });
+      await res.text();
+      return;
+    }
+    case "evict":
+      // Rejects when the object is not running: nothing to evict then.
+      await evictDurableObject(piObject(pi.id)).catch(() => undefined);
+      return;
+    case "alarm":
+      await runDurableObjectAlarm(piObject(pi.id));
+      return;
+    case "pay":
+      if (!pi.paid) {
+        await pay(pi.id);
+        pi.paid = true;
+      }
+      return;
+    case "refund": {
+      // As Stripe: only a paid charge, not while a dispute holds it (open or lost), never more than is left.
+      const left = pi.spec.amount - pi.refunded;
+      if (!pi.paid || left <= 0 || (pi.dispute && pi.dispute.status !== "won")) return;
+      const amount = command.percent >= 100 ? left : Math.max(1, Math.floor((left * command.percent) / 100));
+      await emu(`/payment_intents/${pi.id}/refund`, { amount });
+      pi.refunded += amount;
+      return;
+    }
+    case "dispute": {
+      // One dispute per charge, for what was not refunded.
+      const left = pi.spec.amount - pi.refunded;
+      if (!pi.paid || pi.dispute || left <= 0) return;
+      const d = await emu<{ id: string }>(`/payment_intents/${pi.id}/dispute`, { amount: left });
+      pi.dispute = { id: d.id, amount: left, status: "open" };
+      return;
+    }
+    case "close_dispute":
+      if (!pi.dispute || pi.dispute.status !== "open") return;
+      await emu(`/disputes/${pi.dispute.id}/close`, { status: command.outcome });
+      pi.dispute.status = command.outcome;
+      return;
+    case "fault": {
+      const scope = faultScope(command.target, pi);
+      // A hang costs the service's whole timeout on each of the SDK's tries: keep them few.
+      const times = FAULTS[command.fault].kind === "hang" ? Math.min(command.times, 2) : command.times;
+      const { id } = await emu<{ id: number }>("/faults", { ...FAULTS[command.fault], ...scope, times });
+      const reach = command.target === "ledger_write" || command.target === "ledger_read" ? run.pis.filter((p) => p.owner === pi.owner) : [pi];
+      run.faults.push({ id, name: command.fault, pis: reach.map((p) => p.index), fired: 0 });
+      totals.faultRules++;
+      return;
+    }
+    case "expire_keys":
+      // Stripe forgets keys after 24 hours: every key naming this PI (mark, credit, adjustments).
+      await emu("/idempotency/expire", { key: `*${pi.id}*` });
+      return;
+  }
+}
+
+interface EmittedEvent {
+  id: string;
+  type: string;
+}
+
+/** Delivers one event as Stripe would, noting an answer other than 200. */
+async function deliverOne(run: Run, event: EmittedEvent): Promise<void> {
+  const res = await deliver(event.id);
+  const body = await res.text();
+  totals.deliveries++;
+  if (res.status !== 200) run.webhookErrors.push(`  webhook ${event.type} ${event.id} answered ${res.status} ${body.slice(0, 200)}`);
+}
+
+/** Events about one PaymentIntent, oldest first (of one type, when given). */
+async function eventsAbout(paymentIntentId: string, type?: EventKind): Promise<EmittedEvent[]> {
+  const q = new URLSearchParams({ payment_intent: paymentIntentId, ...(type ? { type } : {}) });
+  return (await emu<{ data: EmittedEvent[] }>(`/events?${q}`)).data;
+}
+
+// ---------------------------------------------------------------------------------------------
+// After the commands: Stripe behaves again, every event is delivered, alarms are drained.
+
+const DELIVERED: readonly string[] = ["payment_intent.succeeded", "charge.refunded", "charge.dispute.created", "charge.dispute.closed"];
+
+/** Removes the run's faults (noting which fired), delivers every event once, drains alarms. */
+async function settleRun(run: Run): Promise<void> {
+  const rules = (await emu<{ data: { id: number; fired: number }[] }>("/faults")).data;
+  for (const f of run.faults) {
+    f.fired = rules.find((r) => r.id === f.id)?.fired ?? 0;
+    totals.faultsFired += f.fired;
+    if (FAULTS[f.name].kind === "error_400" && f.fired > 0) for (const i of f.pis) (run.pis[i] as LivePi).refused400 = true;
+    await emu(`/faults/${f.id}`, undefined, "DELETE");
+  }
+  // Stripe delivers every event at least once, eventually: the model's commands only add more.
+  for (const pi of run.pis) {
+    for (const e of await eventsAbout(pi.id)) {
+      if (DELIVERED.includes(e.type)) await deliverOne(run, e);
+    }
+  }
+  // The platform runs due alarms on its own; this runs them now instead of waiting out their
+  // backoff. A PI is left alone once it has no alarm and nothing in its record is unfinished;
+  // when its alarm does not run here, the platform is running it: wait a little.
+  for (let round = 0; round < DRAIN_ROUNDS; round++) {
+    let busy = false;
+    let waiting = false;
+    for (const pi of run.pis) {
+      const stub = piObject(pi.id);
+      if ((await alarmOf(pi)) === null && atRest(await stub.inspect(), isPaidTopUp(pi))) continue;
+      busy = true;
+      if (await runDurableObjectAlarm(stub)) totals.drainAlarms++;
+      else waiting = true;
+    }
+    if (!busy) break;
+    if (waiting) await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** The PI object's alarm, if one is armed. */
+function alarmOf(pi: LivePi): Promise<number | null> {
+  return runInDurableObject(piObject(pi.id), (_instance, state) => state.storage.getAlarm());
+}
+
+/**
+ * Nothing left to do without an operator: no record (unless the PI is a paid top-up, which a
+ * webhook promised to credit), final, or waiting for an operator.
+ */
+function atRest(i: Inspection, owed: boolean): boolean {
+  const r = i.record;
+  if (!r) return !owed;
+  if (r.state === "not_creditable" || r.state === "needs_attention") return true;
+  return r.state === "credited" && r.mark_state === "done" && i.adjustments.every((a) => a.state !== "pending");
+}
+
+/** Credited with nothing owed (mark written, every reversal written), or recorded as not creditable. */
+function finalState(i: Inspection): boolean {
+  const r = i.record;
+  if (!r) return false;
+  if (r.state === "not_creditable") return true;
+  return r.state === "credited" && r.mark_state === "done" && i.adjustments.every((a) => a.state === "done");
+}
+
+interface Listed {
+  state: string;
+  reason: string | null;
+}
+
+/** What the invariants look at, read once the run has settled. */
+interface Outcome {
+  /** Ledger entries naming each PI (metadata.payment_intent), from both customers, with the customer they are on. */
+  entries: Map<string, (BalanceTransaction & { customer: string })[]>;
+  /** Entries on the run's customers that name no PI of the run and are not padding. */
+  strays: BalanceTransaction[];
+  inspections: Inspection[];
+  alarms: (number | null)[];
+  listed: Map<string, Listed>;
+}
+
+async function observe(run: Run): Promise<Outcome> {
+  const entries = new Map<string, (BalanceTransaction & { customer: string })[]>(run.pis.map((p) => [p.id, []]));
+  const strays: BalanceTransaction[] = [];
+  for (const account of run.accounts) {
+    for (const tx of await ledgerFor(account.customerId)) {
+      const list = entries.get(tx.metadata.payment_intent ?? "");
+      if (list) list.push({ ...tx, customer: account.customerId });
+      else if (tx.metadata.padding !== "true") strays.push(tx);
+    }
+  }
+  const inspections = await Promise.all(run.pis.map((p) => piObject(p.id).inspect()));
+  const alarms = await Promise.all(run.pis.map(alarmOf));
+  return { entries, strays, inspections, alarms, listed: await operatorList(new Set(run.pis.map((p) => p.id))) };
+}
+
+/** GET /operator/credits, every page, kept to `ids`. */
+async function operatorList(ids: Set<string>): Promise<Map<string, Listed>> {
+  const listed = new Map<string, Listed>();
+  let after: string | null = null;
+  for (let page = 0; page < 100; page++) {
+    const q = new URLSearchParams({ limit: "200", ...(after ? { after } : {}) });
+    const res = await call(`/operator/credits?${q}`, { headers: { authorization: `Bearer ${TEST_BINDINGS.OPERATOR_TOKEN}` } });
+    if (res.status !== 200) throw new Error(`GET /operator/credits answered ${res.status} ${await res.text()}`);
+    const body = await json<{ data: ({ payment_intent_id: string } & Listed)[]; next_after: string | null }>(res);
+    for (const e of body.data) if (ids.has(e.payment_intent_id)) listed.set(e.payment_intent_id, { state: e.state, reason: e.reason });
+    if (!body.next_after) break;
+    after = body.next_after;
+  }
+  return listed;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The invariants. Each returns what it found wrong, in words.
+
+const isPaidTopUp = (pi: LivePi) => (pi.spec.kind === "top_up" || pi.spec.kind === "unpaid_top_up") && pi.paid;
+const credits = (o: Outcome, pi: LivePi) => (o.entries.get(pi.id) ?? []).filter((tx) => !tx.metadata.operation);
+const reversals = (o: Outcome, pi: LivePi) => (o.entries.get(pi.id) ?? []).filter((tx) => tx.metadata.operation);
+const label = (pi: LivePi) => `pi#${pi.index} ${pi.id} (${pi.spec.kind}${pi.paid ? "" : ", unpaid"}, ${pi.spec.amount})`;
+
+/**
+ * (1) Every paid top-up has exactly one credit entry, of its amount, on its own customer's
+ * ledger; or, only where a permanent 400 was injected on its path, none, and an operator is
+ * shown it with a reason.
+ */
+function everyPaidTopUpCreditedOnce(run: Run, o: Outcome): string[] {
+  const found: string[] = [];
+  for (const pi of run.pis.filter(isPaidTopUp)) {
+    const c = credits(o, pi);
+    const listed = o.listed.get(pi.id);
+    if (c.length === 0 && pi.refused400 && listed?.reason) continue;
+    if (c.length !== 1) {
+      found.push(`(1) ${label(pi)}: ${c.length} credit entries${pi.refused400 ? `, refused with 400, operator list: ${JSON.stringify(listed ?? null)}` : ""}`);
+      continue;
+    }
+    const [tx] = c as [BalanceTransaction & { customer: string }];
+    if (tx.amount !== -pi.spec.amount || tx.customer !== pi.owner.customerId) {
+      found.push(`(1) ${label(pi)}: credit ${tx.id} of ${tx.amount} on ${tx.customer}, expected ${-pi.spec.amount} on ${pi.owner.customerId}`);
+    }
+  }
+  return found;
+}
+
+/** (2) Nothing else has any entry: no payment that is not a paid top-up, and nothing unexplained. */
+function nothingElseCredited(run: Run, o: Outcome): string[] {
+  const found: string[] = [];
+  for (const pi of run.pis.filter((p) => !isPaidTopUp(p))) {
+    const all = o.entries.get(pi.id) ?? [];
+    if (all.length > 0) found.push(`(2) ${label(pi)}: ${all.length} ledger entries (${all.map((t) => t.amount).join(", ")}), expected none`);
+  }
+  for (const tx of o.strays) found.push(`(2) unexplained ledger entry ${tx.id} of ${tx.amount}: ${JSON.stringify(tx.metadata)}`);
+  return found;
+}
+
+/**
+ * (3) What a credited top-up still holds: credited − reversed = amount − refunded − disputed
+ * amounts not won, and always within [0, amount]. Reversals are the entries with
+ * metadata.operation (a debit positive, a restoration negative). Where a permanent 400 was
+ * injected, a missing adjustment is allowed if an operator is shown the PI. No reversal without
+ * a credit.
+ */
+function reversalsAddUp(run: Run, o: Outcome): string[] {
+  const found: string[] = [];
+  for (const pi of run.pis.filter(isPaidTopUp)) {
+    const c = credits(o, pi);
+    const r = reversals(o, pi);
+    if (c.length !== 1) {
+      if (r.length > 0) found.push(`(3) ${label(pi)}: ${r.length} reversal entries but ${c.length} credits`);
+      continue;
+    }
+    const net = -(c[0] as BalanceTransaction).amount - r.reduce((sum, tx) => sum + tx.amount, 0);
+    const disputed = pi.dispute && pi.dispute.status !== "won" ? pi.dispute.amount : 0;
+    const expected = pi.spec.amount - pi.refunded - disputed;
+    const detail = `net ${net} (reversals ${r.map((tx) => `${tx.metadata.operation}:${tx.amount}`).join(", ") || "none"}), refunded ${pi.refunded}, dispute ${JSON.stringify(pi.dispute)}`;
+    if (net < 0 || net > pi.spec.amount) found.push(`(3) ${label(pi)}: outside [0, amount]: ${detail}`);
+    else if (net !== expected && !(pi.refused400 && o.listed.has(pi.id))) found.push(`(3) ${label(pi)}: expected ${expected}, ${detail}`);
+  }
+  return found;
+}
+
+/**
+ * (4) Every PI is final (credited with nothing owed, or not creditable), has an alarm armed, or
+ * is listed for an operator. A PI with no record is final unless it is a paid top-up.
+ */
+function nothingLeftBehind(run: Run, o: Outcome): string[] {
+  const found: string[] = [];
+  for (const pi of run.pis) {
+    const inspection = o.inspections[pi.index] as Inspection;
+    if (!inspection.record && !isPaidTopUp(pi)) continue;
+    if (finalState(inspection) || o.alarms[pi.index] !== null || o.listed.has(pi.id)) continue;
+    const r = inspection.record;
+    found.push(
+      `(4) ${label(pi)}: not final, no alarm, not listed: ${r ? `state ${r.state}, mark ${r.mark_state}, adjustments ${JSON.stringify(inspection.adjustments.map((a) => [a.operation, a.state]))}` : "no record"}`,
+    );
+  }
+  return found;
+}
+
+/**
+ * (5) No confirm answer said credited/already_credited unless that PI's credit entry exists, and
+ * every 200 names that entry's id; only the owner is ever told (a stranger gets 404); no answer
+ * is a 500.
+ */
+function answersTellTheTruth(run: Run, o: Outcome): string[] {
+  const found = new Set<string>();
+  for (const a of run.answers) {
+    const pi = run.pis[a.pi] as LivePi;
+    const entry = credits(o, pi)[0];
+    if (a.status === 200) {
+      if (a.by !== "owner") found.add(`(5) ${label(pi)}: the stranger was answered 200 ${a.code}`);
+      else if (a.code !== "credited" && a.code !== "already_credited") found.add(`(5) ${label(pi)}: 200 with status ${a.code}`);
+      else if (!entry) found.add(`(5) ${label(pi)}: answered 200 ${a.code} (${a.txId}) but no credit entry exists`);
+      else if (a.txId !== entry.id) found.add(`(5) ${label(pi)}: answered 200 ${a.code} naming ${a.txId}, the credit entry is ${entry.id}`);
+    } else if (a.by === "stranger" && a.status !== 404 && a.status !== 429 && a.status !== 503) {
+      found.add(`(5) ${label(pi)}: the stranger was answered ${a.status} ${a.code}, expected 404`);
+    } else if (a.status >= 500 && a.status !== 503) {
+      found.add(`(5) ${label(pi)}: answered ${a.status} ${a.code}`);
+    }
+  }
+  return [...found];
+}
+
+const INVARIANTS = [everyPaidTopUpCreditedOnce, nothingElseCredited, reversalsAddUp, nothingLeftBehind, answersTellTheTruth];
+
+// ---------------------------------------------------------------------------------------------
+// The property, the runner, the report.
+
+/** Whether runs are searching for a failure or shrinking one (for the summary's counts). */
+let shrinking = false;
+
+const property = fc.asyncProperty(worldArb, commandsArb, async (specs, commands) => {
+  if (shrinking) totals.shrinkRuns++;
+  else totals.runs++;
+  const run = await buildWorld(specs);
+  try {
+    for (const command of commands) await execute(run, command);
+  } finally {
+    // Also after a command threw: never leave this run's faults on the shared emulator.
+    await settleRun(run);
+  }
+  const outcome = await observe(run);
+  const violations = INVARIANTS.flatMap((check) => check(run, outcome));
+  if (violations.length > 0) throw new Error([...violations, "What the objects hold:", ...run.pis.map((pi) => state(pi, outcome)), ...run.webhookErrors].join("\n"));
+});
+
+/** One PI's record and the end of its journal, for a failure report. */
+function state(pi: LivePi, o: Outcome): string {
+  const i = o.inspections[pi.index] as Inspection;
+  const r = i.record;
+  const head = r ? `${r.state}, mark ${r.mark_state}, reason ${JSON.stringify(r.reason)}, last_error ${JSON.stringify(r.last_error)}` : "no record";
+  const journal = i.journal.slice(-8).map((j) => `${j.step} ${j.outcome}${j.detail ? ` (${j.detail})` : ""}`);
+  return `  ${label(pi)}: ${head}; alarm ${o.alarms[pi.index] === null ? "none" : "armed"}; listed ${JSON.stringify(o.listed.get(pi.id) ?? null)}; journal …${journal.join(" → ")}`;
+}
+
+function describeCommand(c: Command): string {
+  switch (c.op) {
+    case "confirm":
+      return `confirm pi#${c.pi} by ${c.by} ×${c.n}`;
+    case "deliver":
+      return `deliver ${c.event} of pi#${c.pi} (event #${c.pick})`;
+    case "refund":
+      return `refund pi#${c.pi} ${c.percent >= 100 ? "in full" : `${c.percent}% of what is left`}`;
+    case "close_dispute":
+      return `close the dispute of pi#${c.pi} as ${c.outcome}`;
+    case "fault":
+      return `fault ${c.fault} ×${c.times} on ${c.target} of pi#${c.pi}`;
+    case "pad":
+      return `pad account ${c.account}'s ledger with ${PADDING} entries`;
+    case "together":
+      return `together { ${describeCommand(c.a)} | ${describeCommand(c.b)} }`;
+    default:
+      return `${c.op.replace("_", " ")} pi#${c.pi}`;
+  }
+}
+
+type Details = fc.RunDetails<[PiSpec[], Command[]]>;
+
+function report(details: Details, runs: number, note: string): string {
+  const [specs, commands] = details.counterexample ?? [[], []];
+  return [
+    `The model test failed in run ${runs} of ${RUNS} (${details.numShrinks} shrinks)${note}.`,
+    `Replay: MODEL_SEED=${details.seed} MODEL_PATH=${details.counterexamplePath ?? ""} npm run test:model`,
+    `World: ${specs.map((s, i) => `pi#${i} ${s.kind} ${s.amount} of account ${s.owner}`).join("; ")}`,
+    `Commands (pi#n is taken modulo the number of PaymentIntents):`,
+    ...commands.map((c, i) => `  ${i + 1}. ${describeCommand(c)}`),
+    `Failure:`,
+    details.errorInstance instanceof Error ? details.errorInstance.message : String(details.errorInstance),
+  ].join("\n");
+}
+
+it(`holds the invariants over ${PATH ? "a replayed run" : `${RUNS} random runs`}`, async () => {
+  const seed = SEED ?? (Date.now() ^ (Math.random() * 0x7fffffff)) | 0;
+  const started = Date.now();
+  let details: Details;
+  let note = "";
+  // The figures of the search itself, before any shrinking reran cases.
+  let searched: typeof totals | null = null;
+  if (PATH !== null) {
+    // A replay runs exactly the case at that path, without shrinking it further.
+    details = await fc.check(property, { seed, path: PATH, numRuns: 1, endOnFailure: true });
+  } else {
+    // Find a failure first without shrinking, so that the run count stays fixed; then shrink it
+    // within a time budget (each try is a whole run against the service).
+    details = await fc.check(property, { seed, numRuns: RUNS, endOnFailure: true });
+    if (details.failed && details.counterexamplePath) {
+      searched = { ...totals };
+      shrinking = true;
+      const shrunk = (await fc.check(property, { seed, path: details.counterexamplePath, plugins: [fc.interruptAfterTimeLimit(SHRINK_MS)] })) as Details;
+      if (shrunk.failed && shrunk.counterexample !== null) details = { ...shrunk, numRuns: details.numRuns };
+      else note = " (not reproduced within the shrinking budget, a race or a slow run: this is the unshrunk case)";
+    }
+  }
+  const seconds = ((Date.now() - started) / 1000).toFixed(1);
+  const t = searched ?? totals;
+  console.log(
+    `[model] seed ${seed}: ${t.runs} runs, ${t.commands} commands (${t.confirms} confirms, ${t.deliveries} webhook deliveries, ${t.padded} ledgers padded), ` +
+      `${t.faultRules} fault rules, ${t.faultsFired} faults fired, ${t.drainAlarms} alarms run while draining` +
+      `${totals.shrinkRuns ? `; then ${totals.shrinkRuns} runs shrinking the failure` : ""}; ${seconds} s`,
+  );
+  if (details.failed) throw new Error(report(details, details.numRuns, note));
+});
