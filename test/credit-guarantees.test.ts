@@ -21,6 +21,7 @@ import {
   eventsFor,
   json,
   ledgerFor,
+  legacyCredit,
   newAccountId,
   paidTopUp,
   piObject,
@@ -128,12 +129,7 @@ describe("every path that records a credit schedules its follow-up", () => {
     const accountId = newAccountId();
     const customer = await createCustomer(accountId);
     const pi = await createPaymentIntent({ customer: customer.id, amount: 1000, metadata: { ...topUpMetadata(accountId), credited: "true" } });
-    // The older server credited it.
-    await fetch(`${env.STRIPE_API_BASE}/v1/customers/${customer.id}/balance_transactions`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${TEST_BINDINGS.STRIPE_SECRET_KEY}`, "content-type": "application/x-www-form-urlencoded" },
-      body: new URLSearchParams({ amount: "-1000", currency: "usd", "metadata[payment_intent]": pi.id }),
-    });
+    await legacyCredit(customer.id, pi.id, 1000);
     await emu(`/payment_intents/${pi.id}/refund`, { amount: 400 });
     expect((await deliver(await onlyEvent("charge.refunded", pi.id))).status).toBe(200);
     await drain(pi.id);

@@ -2,20 +2,9 @@
 // another system (the server this replaces) or this object's record was lost. The object must
 // find that ledger entry instead of crediting again, and must not credit at all without one.
 
-import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { TEST_BINDINGS } from "./bindings.js";
-import { call, confirm, createCustomer, createPaymentIntent, json, ledgerFor, newAccountId, piObject, stripeRequests, tokenFor, topUpMetadata } from "./helpers.js";
-
-/** Writes a balance transaction the way the older server did (its own key, its own description). */
-async function legacyCredit(customerId: string, paymentIntentId: string, amount: number): Promise<string> {
-  const res = await fetch(`${env.STRIPE_API_BASE}/v1/customers/${customerId}/balance_transactions`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${TEST_BINDINGS.STRIPE_SECRET_KEY}`, "content-type": "application/x-www-form-urlencoded" },
-    body: new URLSearchParams({ amount: String(-amount), currency: "usd", description: "legacy top-up", "metadata[payment_intent]": paymentIntentId }),
-  });
-  return ((await res.json()) as { id: string }).id;
-}
+import { call, confirm, createCustomer, createPaymentIntent, json, ledgerFor, legacyCredit, newAccountId, piObject, stripeRequests, tokenFor, topUpMetadata } from "./helpers.js";
 
 async function setup(amount: number) {
   const accountId = newAccountId();

@@ -313,3 +313,23 @@ export const settledCredit = (i: Inspection) =>
 export async function balanceOf(token: string): Promise<{ balance: number; currency: string }> {
   return json(await authed(token, "/billing/balance"));
 }
+
+/** Waits until the emulator is serving (has received, not yet answered) a request matching `filter`. */
+export async function waitForRequest(filter: { path?: string; key?: string; method?: string }): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    if ((await stripeRequests(filter)).some((r) => r.status === 0)) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`no request matching ${JSON.stringify(filter)}`);
+}
+
+/** Writes a balance transaction the way the older server did (its own key, its own description). */
+export async function legacyCredit(customerId: string, paymentIntentId: string, amount: number): Promise<string> {
+  const res = await fetch(`${env.STRIPE_API_BASE}/v1/customers/${customerId}/balance_transactions`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${TEST_BINDINGS.STRIPE_SECRET_KEY}`, "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({ amount: String(-amount), currency: "usd", description: "legacy top-up", "metadata[payment_intent]": paymentIntentId }),
+  });
+  return ((await res.json()) as { id: string }).id;
+}

@@ -4,7 +4,6 @@
 // evictDurableObject. Either way: one credit, the PI marked, the object final.
 
 import { abortAllDurableObjects, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import { env } from "cloudflare:workers";
 import { afterAll, describe, expect, it } from "vitest";
 import { TEST_BINDINGS } from "./bindings.js";
 import {
@@ -31,17 +30,9 @@ import {
   topUpMetadata,
   waitForObject,
   type Answer,
+  waitForRequest,
+  legacyCredit,
 } from "./helpers.js";
-
-/** Waits until the emulator is serving (has received, not yet answered) a request matching `filter`. */
-async function waitForRequest(filter: { path?: string; key?: string; method?: string }): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    if ((await stripeRequests(filter)).some((r) => r.status === 0)) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`no request matching ${JSON.stringify(filter)}`);
-}
 
 /** Many confirms and the alarm at once, right after the crash. */
 async function recoverConcurrently(pi: string, token: string): Promise<Answer[]> {
@@ -446,16 +437,6 @@ describe("a crash at every await of a reversal", () => {
     crashTable.set("reversal: evicted while pending", "ok");
   });
 });
-
-/** Writes a balance transaction the way the older server did (its own key, its own description). */
-async function legacyCredit(customerId: string, paymentIntentId: string, amount: number): Promise<string> {
-  const res = await fetch(`${env.STRIPE_API_BASE}/v1/customers/${customerId}/balance_transactions`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${TEST_BINDINGS.STRIPE_SECRET_KEY}`, "content-type": "application/x-www-form-urlencoded" },
-    body: new URLSearchParams({ amount: String(-amount), currency: "usd", description: "legacy top-up", "metadata[payment_intent]": paymentIntentId }),
-  });
-  return ((await res.json()) as { id: string }).id;
-}
 
 describe("a crash during an adoption (a PI credited elsewhere)", () => {
   for (const entry of ["browser", "webhook"] as const) {

@@ -5,7 +5,6 @@
 // the older server's top-ups by their metadata and creation date, and nothing else.
 
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { Env } from "../src/env.js";
 import {

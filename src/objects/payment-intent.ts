@@ -46,6 +46,7 @@ interface Attempt {
   owner: string | null;
   promise: Promise<Outcome>;
   calls: number;
+  startedAt: number;
 }
 
 /** What a verified Stripe webhook says about this PI. */
@@ -67,6 +68,8 @@ export interface Inspection {
   disputes: DisputeFact[];
   adjustments: AdjustmentRecord[];
   journal: JournalEntry[];
+  /** When the attempt running right now (in this instance's memory) started, or null. */
+  attempt_started_at: number | null;
 }
 
 /** How far before the recorded intent the ledger search looks (clock skew between us and Stripe). */
@@ -194,6 +197,7 @@ export class PaymentIntentObject extends DurableObject<Env> {
       disputes: this.#store.disputes(),
       adjustments,
       journal: this.#store.journalEntries(),
+      attempt_started_at: this.#inflight?.startedAt ?? null,
     };
   }
 
@@ -223,7 +227,10 @@ export class PaymentIntentObject extends DurableObject<Env> {
           credit_write: "sent",
           mark_state: "pending",
           retry_count: 0,
+          next_retry_at: Date.now() + WATCHDOG_MS,
         });
+        // The watchdog, as for a first attempt: a crash mid-write is finished with no caller.
+        await this.ctx.storage.setAlarm(Date.now() + WATCHDOG_MS);
         return this.#complete(reopened, "operator");
       }
       // A refusal is assessed again from a fresh read: the operator may have changed a setting
@@ -261,7 +268,7 @@ export class PaymentIntentObject extends DurableObject<Env> {
    */
   #startAttempt(paymentIntentId: string, owner: string | null, source: Caller["kind"], body: () => Promise<Outcome>): Attempt {
     const started = Date.now();
-    const attempt: Attempt = { owner, promise: Promise.resolve({ kind: "unknown_pi" }), calls: 0 };
+    const attempt: Attempt = { owner, promise: Promise.resolve({ kind: "unknown_pi" }), calls: 0, startedAt: started };
     // Claimed before the body starts: its first Stripe call happens before it first yields.
     this.#inflight = attempt;
     attempt.promise = body()
@@ -388,10 +395,7 @@ export class PaymentIntentObject extends DurableObject<Env> {
     const after = this.#store.load();
     if (outcome.kind === "credited" && after) await this.#scheduleFollowUp(after, false);
     // Stripe refused the credit: the mark (sent alongside) must not say otherwise.
-    if (outcome.kind === "needs_attention" && after && after.mark_attempts > 0) {
-      this.#store.update({ mark_state: "withdrawing" });
-      await this.#withdrawMark();
-    }
+    if (after?.mark_state === "withdrawing") await this.#withdrawMark();
     return outcome;
   }
 
@@ -401,17 +405,22 @@ export class PaymentIntentObject extends DurableObject<Env> {
    * uses a fresh key: unmarking twice is harmless. A failure is retried from the alarm.
    */
   async #withdrawMark(): Promise<void> {
-    const rec = this.#store.update({ mark_attempts: (this.#store.load()?.mark_attempts ?? 0) + 1 });
+    const before = this.#store.load();
+    if (!before) return;
+    // The next try is armed before this one is sent: a crash mid-call leaves it scheduled.
+    const rec = this.#store.update({ mark_attempts: before.mark_attempts + 1, retry_count: before.retry_count + 1 });
+    await this.#schedule(rec);
     const key = unmarkKey(rec.payment_intent_id, rec.mark_attempts);
     try {
       this.#counted();
       await this.#client.paymentIntents.update(rec.payment_intent_id, { metadata: { credited: "" } }, { idempotencyKey: key });
       this.#store.journal("unmark", "done", key);
       this.#store.update({ mark_state: "withdrawn", retry_count: 0, next_retry_at: null });
+      await this.ctx.storage.deleteAlarm();
     } catch (err) {
       const failure = classifyStripeError(err);
       this.#store.journal("unmark", failure.kind, `${key}: ${failure.message}`);
-      await this.#schedule(this.#store.update({ last_error: `unmark: ${failure.message}`, retry_count: rec.retry_count + 1 }));
+      this.#store.update({ last_error: `unmark: ${failure.message}` });
     }
   }
 
@@ -424,7 +433,9 @@ export class PaymentIntentObject extends DurableObject<Env> {
       this.#counted();
       await this.#client.paymentIntents.update(rec.payment_intent_id, { metadata: { credited: "true" } }, { idempotencyKey: key });
       this.#store.journal("mark", "done", key);
-      return this.#store.update({ mark_state: "done" });
+      // A refusal of the credit while this mark was in flight has already asked for it back.
+      const now = this.#store.load();
+      return now?.mark_state === "pending" ? this.#store.update({ mark_state: "done" }) : (now ?? rec);
     } catch (err) {
       const failure = classifyStripeError(err);
       this.#store.journal("mark", failure.kind, `${key}: ${failure.message}`);
@@ -456,8 +467,19 @@ export class PaymentIntentObject extends DurableObject<Env> {
       case "unavailable":
         return this.#retryLater(this.#store.load() ?? rec, result.error);
       case "refused": {
-        const stuck = this.#store.update({ state: "needs_attention", reason: `credit refused by Stripe: ${result.error}`, last_error: result.error, next_retry_at: null });
-        await this.ctx.storage.deleteAlarm();
+        // A mark sent alongside (even one still in flight) must be taken back: recorded in the
+        // same write as the refusal, with an alarm armed, so that a crash from here on still
+        // leaves the withdrawal owed and scheduled.
+        const withdraw = (this.#store.load()?.mark_attempts ?? 0) > 0;
+        const stuck = this.#store.update({
+          state: "needs_attention",
+          reason: `credit refused by Stripe: ${result.error}`,
+          last_error: result.error,
+          ...(withdraw ? { mark_state: "withdrawing" as const } : {}),
+          next_retry_at: null,
+        });
+        if (withdraw) await this.#schedule(stuck);
+        else await this.ctx.storage.deleteAlarm();
         await this.#report(stuck);
         logEvent("needs_attention", { payment_intent: pi, reason: "credit_refused", error: result.error });
         return { kind: "needs_attention", customer: rec.customer_id };

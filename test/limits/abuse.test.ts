@@ -6,7 +6,7 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { LIMITS_BINDINGS } from "../bindings.js";
-import { answerOf, call, confirm, createCustomer, createPaymentIntent, emu, eventsFor, json, ledgerFor, newAccountId, paidTopUp, piObject, settledCredit, slowStripe, stripeRequests, tokenFor, topUpMetadata, waitForObject } from "../helpers.js";
+import { answerOf, call, confirm, createCustomer, createPaymentIntent, emu, eventsFor, json, ledgerFor, newAccountId, paidTopUp, piObject, settledCredit, slowStripe, stripeRequests, tokenFor, topUpMetadata, waitForObject, waitForRequest } from "../helpers.js";
 
 const ACCOUNT_LIMIT = Number(LIMITS_BINDINGS.CONFIRM_LIMIT_PER_MINUTE);
 const QUEUE_LIMIT = Number(LIMITS_BINDINGS.OBJECT_QUEUE_LIMIT);
@@ -35,16 +35,6 @@ async function exhaust(token: string, ip: string): Promise<void> {
     if (answers.some((r) => r.status === 429)) return;
   }
   throw new Error("never limited");
-}
-
-/** Waits until the emulator is serving (has received, not yet answered) a request matching `filter`. */
-async function waitForRequest(filter: { path?: string; key?: string; method?: string }): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    if ((await stripeRequests(filter)).some((r) => r.status === 0)) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`no request matching ${JSON.stringify(filter)}`);
 }
 
 /** Whether an object left anything behind: a table of its own or an alarm. */

@@ -27,6 +27,8 @@ const SHRINK_MS = (inject("modelShrinkSeconds") ?? 45) * 1000;
 const PADDING = 2_100;
 /** Drain rounds after a run: each runs every unfinished PI's alarm once. */
 const DRAIN_ROUNDS = 40;
+/** How long the drain waits, at most, for work the platform is running on its own. */
+const DRAIN_MS = 20_000;
 
 // ---------------------------------------------------------------------------------------------
 // The world: what fast-check draws, and what it becomes in the emulator and the service.
@@ -389,7 +391,8 @@ async function settleRun(run: Run): Promise<void> {
   // The platform runs due alarms on its own; this runs them now instead of waiting out their
   // backoff. A PI is left alone once it has no alarm and nothing in its record is unfinished;
   // when its alarm does not run here, the platform is running it: wait a little.
-  for (let round = 0; round < DRAIN_ROUNDS; round++) {
+  const deadline = Date.now() + DRAIN_MS;
+  for (let round = 0; round < DRAIN_ROUNDS || Date.now() < deadline; round++) {
     let busy = false;
     let waiting = false;
     for (const pi of run.pis) {
@@ -414,6 +417,7 @@ function alarmOf(pi: LivePi): Promise<number | null> {
  * webhook promised to credit), final, or waiting for an operator.
  */
 function atRest(i: Inspection, owed: boolean): boolean {
+  if (i.attempt_started_at !== null) return false;
   const r = i.record;
   if (!r) return !owed;
   if (r.state === "not_creditable" || r.state === "needs_attention") return true;
@@ -614,7 +618,8 @@ function state(pi: LivePi, o: Outcome): string {
   const r = i.record;
   const head = r ? `${r.state}, mark ${r.mark_state}, reason ${JSON.stringify(r.reason)}, last_error ${JSON.stringify(r.last_error)}` : "no record";
   const journal = i.journal.slice(-8).map((j) => `${j.step} ${j.outcome}${j.detail ? ` (${j.detail})` : ""}`);
-  return `  ${label(pi)}: ${head}; alarm ${o.alarms[pi.index] === null ? "none" : "armed"}; listed ${JSON.stringify(o.listed.get(pi.id) ?? null)}; journal …${journal.join(" → ")}`;
+  const busy = i.attempt_started_at === null ? "" : `; an attempt running for ${Date.now() - i.attempt_started_at} ms`;
+  return `  ${label(pi)}: ${head}${busy}; alarm ${o.alarms[pi.index] === null ? "none" : "armed"}; listed ${JSON.stringify(o.listed.get(pi.id) ?? null)}; journal …${journal.join(" → ")}`;
 }
 
 function describeCommand(c: Command): string {
