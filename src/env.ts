@@ -58,7 +58,7 @@ export interface Env {
   /** Top-ups created per minute per account (default 20) and per client address (default 60). */
   TOPUP_LIMIT_PER_MINUTE?: string;
   TOPUP_IP_LIMIT_PER_MINUTE?: string;
-  /** Callers one PaymentIntent object lets wait on its attempt in flight before answering 429 (default 100). */
+  /** Browsers of one customer that one PaymentIntent object lets wait on its attempt in flight before answering 429 (default 100). */
   OBJECT_QUEUE_LIMIT?: string;
 }
 

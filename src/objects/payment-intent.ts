@@ -97,8 +97,11 @@ export class PaymentIntentObject extends DurableObject<Env> {
   #stripe: Stripe | null = null;
   #writer: LedgerWriter | null = null;
   #inflight: Attempt | null = null;
-  /** Callers waiting on the attempt in flight; bounded by OBJECT_QUEUE_LIMIT. */
-  #waiting = 0;
+  /**
+   * Browsers waiting on the attempt in flight, by their Stripe customer; each customer gets
+   * OBJECT_QUEUE_LIMIT places, so a stranger who floods a PaymentIntent's id fills only its own.
+   */
+  #waiting = new Map<string, number>();
   /** Junk seen recently (memory only: junk must leave nothing durable): unknown to Stripe, or not this owner's. */
   #unknownUntil = 0;
   #notOwnedUntil = new Map<string, number>();
@@ -124,10 +127,14 @@ export class PaymentIntentObject extends DurableObject<Env> {
       if (running) {
         // A hot PI: browsers beyond the bound are told to come back rather than piling up.
         // Only browsers: Stripe's webhook, the alarm and an operator are never turned away.
-        if (caller.kind === "browser" && this.#waiting >= intSetting(this.env.OBJECT_QUEUE_LIMIT, 100)) return limited;
-        this.#waiting++;
+        const waiting = owner === null ? 0 : (this.#waiting.get(owner) ?? 0);
+        if (owner !== null && waiting >= intSetting(this.env.OBJECT_QUEUE_LIMIT, 100)) return limited;
+        if (owner !== null) this.#waiting.set(owner, waiting + 1);
         const outcome = await running.promise.finally(() => {
-          this.#waiting--;
+          if (owner === null) return;
+          const left = (this.#waiting.get(owner) ?? 1) - 1;
+          if (left > 0) this.#waiting.set(owner, left);
+          else this.#waiting.delete(owner);
         });
         // An attempt made for another owner that found "not yours" says nothing about this
         // caller: run again from this caller's point of view.

@@ -232,4 +232,30 @@ describe("a hot PaymentIntent", () => {
     expect(await stripeRequests({ key: `credit-tx:${pi.id}*` })).toHaveLength(1);
     expect(await stripeRequests({ method: "GET", path: `/v1/payment_intents/${pi.id}` })).toHaveLength(1);
   }, 60_000);
+
+  it(`a stranger's crowd fills only its own ${QUEUE_LIMIT} places: the owner still waits and is answered 200`, async () => {
+    const { customer, pi, token } = await paidTopUp(2700);
+    const strangerAccount = newAccountId("stranger");
+    await createCustomer(strangerAccount);
+    const stranger = await tokenFor(strangerAccount);
+    await slowStripe(pi.id, customer.id, 2000);
+    const first = confirm(token, pi.id, newIp());
+    await waitForRequest({ method: "GET", path: `/v1/payment_intents/${pi.id}` });
+
+    // The stranger (who learned the id) floods the PaymentIntent, then its owner comes back.
+    const flood = Promise.all(Array.from({ length: 40 }, async () => answerOf(await confirm(stranger, pi.id, newIp()))));
+    await new Promise((r) => setTimeout(r, 200));
+    const owner = await Promise.all(Array.from({ length: 5 }, async () => answerOf(await confirm(token, pi.id, newIp()))));
+    const strangers = await flood;
+    await first;
+    await slowStripe(pi.id, customer.id, 0);
+
+    const ledger = await ledgerFor(customer.id, pi.id);
+    expect(ledger.map((tx) => tx.amount)).toEqual([-2700]);
+    expect(owner).toHaveLength(5);
+    for (const a of owner) expect(a).toMatchObject({ status: 200, txId: ledger[0]?.id });
+    // The stranger learns nothing: 404 for those that waited, 429 beyond its own bound.
+    expect(strangers.filter((a) => a.status === 404)).toHaveLength(QUEUE_LIMIT);
+    expect(strangers.filter((a) => a.status === 429)).toHaveLength(40 - QUEUE_LIMIT);
+  }, 60_000);
 });
