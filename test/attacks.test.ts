@@ -11,6 +11,7 @@ import { TEST_BINDINGS } from "./bindings.js";
 import { signatureHeader } from "./emulator/webhooks.js";
 import {
   addFault,
+  alarmOf,
   answerOf,
   authed,
   call,
@@ -18,11 +19,14 @@ import {
   createCustomer,
   createPaymentIntent,
   deliver,
+  drainAlarms,
   emu,
-  eventsFor,
   json,
+  lastEvent,
+  ledgerAmounts,
   ledgerFor,
   newAccountId,
+  operatorEntry,
   paidTopUp,
   payWithTestCard,
   piObject,
@@ -43,51 +47,15 @@ import {
 const operatorHeaders = { authorization: `Bearer ${TEST_BINDINGS.OPERATOR_TOKEN}` };
 const ledgerPath = (customer: string) => `/v1/customers/${customer}/balance_transactions`;
 
-/** Ledger entries for `pi`, as amounts in Stripe's sign (negative = credit), oldest first. */
-async function amounts(customerId: string, pi: string): Promise<number[]> {
-  return (await ledgerFor(customerId, pi)).map((tx) => tx.amount).reverse();
-}
-
 /** Net credit held for `pi` on the customer's ledger (positive = credit). */
 async function netCredit(customerId: string, pi: string): Promise<number> {
-  return (await amounts(customerId, pi)).reduce((n, a) => n - a, 0);
-}
-
-async function alarmOf(pi: string): Promise<number | null> {
-  return runInDurableObject(piObject(pi), async (_i: PaymentIntentObject, state) => state.storage.getAlarm());
-}
-
-/**
- * Runs the PI object's alarm until nothing is scheduled (bounded). The platform may be running
- * an alarm on its own when runDurableObjectAlarm finds none, so "nothing scheduled" must hold
- * across a pause before it counts.
- */
-async function drain(pi: string, rounds = 40): Promise<void> {
-  let quiet = 0;
-  for (let i = 0; i < rounds && quiet < 3; i++) {
-    if (await runDurableObjectAlarm(piObject(pi))) quiet = 0;
-    else {
-      quiet++;
-      await new Promise((r) => setTimeout(r, 60));
-    }
-  }
-}
-
-async function lastEvent(type: string, pi: string): Promise<string> {
-  const last = (await eventsFor(type, pi)).at(-1);
-  if (!last) throw new Error(`no ${type} for ${pi}`);
-  return last.id;
+  return (await ledgerAmounts(customerId, pi)).reduce((n, a) => n - a, 0);
 }
 
 /** Signs and posts an event built here (the test knows the endpoint secret, as Stripe does). */
 async function postSigned(type: string, object: Record<string, unknown>): Promise<Response> {
   const payload = JSON.stringify({ id: `evt_${newAccountId("x").replace(/[^A-Za-z0-9]/g, "")}`, object: "event", type, livemode: false, created: Math.floor(Date.now() / 1000), data: { object } });
   return postWebhook(payload, await signatureHeader(payload, TEST_BINDINGS.STRIPE_WEBHOOK_SECRET));
-}
-
-async function operatorListed(pi: string): Promise<{ state: string; reason: string | null } | null> {
-  const listed = await json<{ data: { payment_intent_id: string; state: string; reason: string | null }[] }>(await call("/operator/credits?limit=200", { headers: operatorHeaders }));
-  return listed.data.find((e) => e.payment_intent_id === pi) ?? null;
 }
 
 // ---- strangers ---------------------------------------------------------------------------
@@ -104,7 +72,7 @@ describe("a stranger confirming someone's PaymentIntent", () => {
     expect(await alarmOf(pi.id)).toBeNull();
     const owner = await answerOf(await confirm(token, pi.id));
     expect(owner).toMatchObject({ status: 200, code: "credited" });
-    expect(await amounts(customer.id, pi.id)).toEqual([-1100]);
+    expect(await ledgerAmounts(customer.id, pi.id)).toEqual([-1100]);
   });
 
   it("during the credit (a slow Stripe): the stranger joins and is told 404, the owner is credited once", async () => {
@@ -120,7 +88,7 @@ describe("a stranger confirming someone's PaymentIntent", () => {
     await slowStripe(pi.id, customer.id, 0);
     expect(strangers.every((a) => a.status === 404 && a.code === "payment_intent_not_found" && a.txId === null)).toBe(true);
     expect(owner).toMatchObject({ status: 200, code: "credited" });
-    expect(await amounts(customer.id, pi.id)).toEqual([-1200]);
+    expect(await ledgerAmounts(customer.id, pi.id)).toEqual([-1200]);
   });
 
   it("after the credit: 404 with no Stripe call; an account with no Stripe customer also 404", async () => {
@@ -134,7 +102,7 @@ describe("a stranger confirming someone's PaymentIntent", () => {
     expect([a.status, a.code, a.txId]).toEqual([404, "payment_intent_not_found", null]);
     expect([b.status, b.code, b.txId]).toEqual([404, "payment_intent_not_found", null]);
     expect((await stripeRequests({ path: `/v1/payment_intents/${pi.id}**` })).length).toBe(before);
-    expect(await amounts(customer.id, pi.id)).toEqual([-1300]);
+    expect(await ledgerAmounts(customer.id, pi.id)).toEqual([-1300]);
   });
 });
 
@@ -153,7 +121,7 @@ describe("odd account ids in tokens", () => {
     expect(customer.metadata.account_id).toBe(accountId);
     const answer = await answerOf(await confirm(token, pi));
     expect(answer).toMatchObject({ status: 200, code: "credited" });
-    expect(await amounts(customer.customer, pi)).toEqual([-900]);
+    expect(await ledgerAmounts(customer.customer, pi)).toEqual([-900]);
     const balance = await json<{ balance: number }>(await authed(token, "/billing/balance"));
     expect(balance.balance).toBe(900);
   });
@@ -202,7 +170,7 @@ describe("payments that are not top-ups are never credit (I2)", () => {
     expect(body.error).toMatchObject({ code: "payment_not_creditable", reason: "livemode_mismatch" });
     expect((await piObject(pi.id).inspect()).record).toBeNull();
     expect((await postSigned("payment_intent.succeeded", { id: pi.id, object: "payment_intent", status: "succeeded" })).status).toBe(200);
-    await drain(pi.id);
+    await drainAlarms(pi.id);
     const { record } = await piObject(pi.id).inspect();
     expect(record).toMatchObject({ state: "not_creditable", reason: "livemode_mismatch" });
     expect(await ledgerFor(customer.id, pi.id)).toEqual([]);
@@ -217,10 +185,10 @@ describe("payments that are not top-ups are never credit (I2)", () => {
     const body = await json<{ error: { code: string; reason: string } }>(await confirm(token, pi.id));
     expect(body.error).toMatchObject({ code: "payment_not_creditable", reason: "currency_not_accepted" });
     expect((await deliver(await lastEvent("payment_intent.succeeded", pi.id))).status).toBe(200);
-    await drain(pi.id);
+    await drainAlarms(pi.id);
     const retry = await call(`/operator/credits/${pi.id}/retry`, { method: "POST", headers: operatorHeaders });
     expect(retry.status).toBe(200);
-    await drain(pi.id);
+    await drainAlarms(pi.id);
     expect((await piObject(pi.id).inspect()).record).toMatchObject({ state: "not_creditable", reason: "currency_not_accepted" });
     expect(await ledgerFor(customer.id, pi.id)).toEqual([]);
   });
@@ -235,7 +203,7 @@ describe("payments that are not top-ups are never credit (I2)", () => {
     const b = await answerOf(await confirm(await tokenFor(other), pi.id));
     expect(a.status).toBe(200);
     expect([b.status, b.code]).toEqual([404, "payment_intent_not_found"]);
-    expect(await amounts(payerCustomer.id, pi.id)).toEqual([-1700]);
+    expect(await ledgerAmounts(payerCustomer.id, pi.id)).toEqual([-1700]);
     expect(await ledgerFor(otherCustomer.id)).toEqual([]);
   });
 
@@ -249,7 +217,7 @@ describe("payments that are not top-ups are never credit (I2)", () => {
     expect((await deliver(await lastEvent("charge.dispute.created", pi.id))).status).toBe(200);
     await emu(`/disputes/${dispute.id}/close`, { status: "lost" });
     expect((await deliver(await lastEvent("charge.dispute.closed", pi.id))).status).toBe(200);
-    await drain(pi.id);
+    await drainAlarms(pi.id);
     expect(await ledgerFor(customer.id)).toEqual([]);
     expect((await piObject(pi.id).inspect()).record).toBeNull();
     expect(await alarmOf(pi.id)).toBeNull();
@@ -263,7 +231,7 @@ describe("payments that are not top-ups are never credit (I2)", () => {
     const customer = await createCustomer(accountId);
     const pi = await createPaymentIntent({ customer: customer.id, amount: 1900, status: "processing", metadata: topUpMetadata(accountId) });
     expect((await postSigned("payment_intent.succeeded", { id: pi.id, object: "payment_intent", status: "succeeded" })).status).toBe(200);
-    await drain(pi.id);
+    await drainAlarms(pi.id);
     expect((await piObject(pi.id).inspect()).record).toBeNull();
     expect(await ledgerFor(customer.id, pi.id)).toEqual([]);
     expect(await alarmOf(pi.id)).toBeNull();
@@ -273,7 +241,7 @@ describe("payments that are not top-ups are never credit (I2)", () => {
     await emu(`/payment_intents/${pi.id}/succeed`, {});
     expect((await deliver(await lastEvent("payment_intent.succeeded", pi.id))).status).toBe(200);
     await waitForObject(pi.id, settledCredit);
-    expect(await amounts(customer.id, pi.id)).toEqual([-1900]);
+    expect(await ledgerAmounts(customer.id, pi.id)).toEqual([-1900]);
   });
 });
 
@@ -302,9 +270,9 @@ describe("a crash at the awaits around a refused credit (the mark must not outli
     expect((await stripePaymentIntent(pi.id)).metadata.credited).toBe("true");
     expect(await ledgerFor(customer.id, pi.id)).toEqual([]);
     // Whatever runs now (alarms, a browser coming back), the mark must be withdrawn in the end.
-    await drain(pi.id);
+    await drainAlarms(pi.id);
     expect((await answerOf(await confirm(token, pi.id))).code).toBe("credit_needs_attention");
-    await drain(pi.id);
+    await drainAlarms(pi.id);
     expect((await stripePaymentIntent(pi.id)).metadata.credited ?? "").toBe("");
   });
 
@@ -324,7 +292,7 @@ describe("a crash at the awaits around a refused credit (the mark must not outli
     const { record } = await piObject(pi.id).inspect();
     expect(record).toMatchObject({ state: "needs_attention", mark_state: "withdrawing" });
     // "Retried until done": an alarm must be armed for it, and running alarms must finish it.
-    await drain(pi.id);
+    await drainAlarms(pi.id);
     expect((await stripePaymentIntent(pi.id)).metadata.credited ?? "").toBe("");
   });
 });
@@ -345,14 +313,14 @@ describe("a crash during an operator's retry of a refused credit", () => {
     await retry;
     await removeFault(held);
     // The credit exists at Stripe; the record says it was being written.
-    expect(await amounts(customer.id, pi.id)).toEqual([-2300]);
+    expect(await ledgerAmounts(customer.id, pi.id)).toEqual([-2300]);
     expect((await piObject(pi.id).inspect()).record?.state).toBe("verified");
     // I4 holds only through the registry entry left from the refusal:
-    expect(await operatorListed(pi.id)).not.toBeNull();
+    expect(await operatorEntry(pi.id)).not.toBeNull();
     // README step 4: a watchdog alarm is armed before any write, so the object finishes with no caller.
     expect(await alarmOf(pi.id)).not.toBeNull();
     await waitForObject(pi.id, settledCredit, 5000);
-    expect(await amounts(customer.id, pi.id)).toEqual([-2300]);
+    expect(await ledgerAmounts(customer.id, pi.id)).toEqual([-2300]);
   });
 });
 
@@ -412,14 +380,14 @@ describe("Stripe failing on every retry, then recovering", () => {
       expect(answers.map((a) => a.status)).toEqual([503, 503, 503, 503]);
       // I4: while it cannot finish, an alarm is armed and an operator can see it.
       expect(await alarmOf(pi.id)).not.toBeNull();
-      expect((await operatorListed(pi.id))?.state).toBe("verified");
+      expect((await operatorEntry(pi.id))?.state).toBe("verified");
     }
     await removeFault(fault);
     await waitForObject(pi.id, settledCredit, 20_000);
     const ledger = await ledgerFor(customer.id, pi.id);
     expect(ledger.map((t) => t.amount)).toEqual([-amount]);
     expect(await answerOf(await confirm(token, pi.id))).toMatchObject({ status: 200, txId: ledger[0]?.id });
-    expect(await operatorListed(pi.id)).toBeNull();
+    expect(await operatorEntry(pi.id)).toBeNull();
   });
 
   it("the PI cannot be read for the webhook's notice for many alarms: the notice is kept, then credited once", async () => {
@@ -439,7 +407,7 @@ describe("Stripe failing on every retry, then recovering", () => {
     expect(await ledgerFor(customer.id, pi.id)).toEqual([]);
     await removeFault(fault);
     await waitForObject(pi.id, settledCredit, 20_000);
-    expect(await amounts(customer.id, pi.id)).toEqual([-2600]);
+    expect(await ledgerAmounts(customer.id, pi.id)).toEqual([-2600]);
   });
 });
 
@@ -456,7 +424,7 @@ async function creditedTopUp(amount: number) {
 /** Every prefix of the PI's ledger entries (oldest first) keeps the net credit within [0, amount]. */
 async function expectWithinBounds(customer: string, pi: string, amount: number): Promise<void> {
   let net = 0;
-  for (const a of await amounts(customer, pi)) {
+  for (const a of await ledgerAmounts(customer, pi)) {
     net -= a;
     expect(net).toBeGreaterThanOrEqual(0);
     expect(net).toBeLessThanOrEqual(amount);
@@ -464,7 +432,7 @@ async function expectWithinBounds(customer: string, pi: string, amount: number):
 }
 
 async function settleReversals(pi: string): Promise<void> {
-  await drain(pi);
+  await drainAlarms(pi);
   await waitForObject(pi, settledCredit);
 }
 
@@ -515,11 +483,11 @@ describe("refunds and disputes in odd orders", () => {
     const { customer, pi, token } = await paidTopUp(3200);
     await emu(`/payment_intents/${pi.id}/refund`, { amount: 1200 });
     expect((await deliver(await lastEvent("charge.refunded", pi.id))).status).toBe(200);
-    await drain(pi.id);
+    await drainAlarms(pi.id);
     expect(await ledgerFor(customer.id, pi.id)).toEqual([]);
     expect((await confirm(token, pi.id)).status).toBe(200);
     await settleReversals(pi.id);
-    expect(await amounts(customer.id, pi.id)).toEqual([-3200, 1200]);
+    expect(await ledgerAmounts(customer.id, pi.id)).toEqual([-3200, 1200]);
   });
 
   it("refund redelivered, duplicated and out of order (300 then 500 cumulative, delivered 500 first): 500 reversed in all", async () => {
@@ -546,10 +514,10 @@ describe("refunds and disputes in odd orders", () => {
     expect((await deliver(await lastEvent("charge.dispute.created", pi.id))).status).toBe(200);
     const seen = await piObject(pi.id).inspect();
     expect(seen.amount_refunded).toBe(400);
-    await drain(pi.id);
-    expect(await amounts(customer.id, pi.id)).toEqual([-3400]);
+    await drainAlarms(pi.id);
+    expect(await ledgerAmounts(customer.id, pi.id)).toEqual([-3400]);
     expect(await alarmOf(pi.id)).toBeNull();
-    expect(await operatorListed(pi.id)).toBeNull();
+    expect(await operatorEntry(pi.id)).toBeNull();
   });
 });
 

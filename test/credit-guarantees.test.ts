@@ -11,48 +11,34 @@ import type { Inspection, PaymentIntentObject } from "../src/objects/payment-int
 import { TEST_BINDINGS } from "./bindings.js";
 import {
   addFault,
+  alarmOf,
   answerOf,
   call,
   confirm,
   createCustomer,
   createPaymentIntent,
   deliver,
+  drainAlarms,
   emu,
-  eventsFor,
   json,
+  lastEvent,
+  ledgerAmounts,
   ledgerFor,
   legacyCredit,
   newAccountId,
   paidTopUp,
   piObject,
   removeFault,
+  settledCredit,
   stripePaymentIntent,
   stripeRequests,
   tokenFor,
   topUpMetadata,
   waitForObject,
-  settledCredit,
   type Answer,
 } from "./helpers.js";
 
 const operatorHeaders = { authorization: `Bearer ${TEST_BINDINGS.OPERATOR_TOKEN}` };
-
-async function onlyEvent(type: string, paymentIntentId: string): Promise<string> {
-  const events = await eventsFor(type, paymentIntentId);
-  const last = events.at(-1);
-  if (!last) throw new Error(`no ${type} for ${paymentIntentId}`);
-  return last.id;
-}
-
-/** Ledger entries for `paymentIntentId`, as amounts in Stripe's sign (negative = credit), oldest first. */
-async function amounts(customerId: string, paymentIntentId: string): Promise<number[]> {
-  return (await ledgerFor(customerId, paymentIntentId)).map((tx) => tx.amount).reverse();
-}
-
-/** Runs the PI object's alarm until nothing is scheduled (bounded). */
-async function drain(paymentIntentId: string): Promise<void> {
-  for (let i = 0; i < 20; i++) if (!(await runDurableObjectAlarm(piObject(paymentIntentId)))) return;
-}
 
 /** The payment_intent.succeeded notice the object keeps until it is acted on, if any. */
 async function noticeOf(paymentIntentId: string): Promise<string | null> {
@@ -60,10 +46,6 @@ async function noticeOf(paymentIntentId: string): Promise<string | null> {
     const row = state.storage.sql.exec<{ payment_intent_id: string }>("SELECT payment_intent_id FROM notice").toArray()[0];
     return row?.payment_intent_id ?? null;
   });
-}
-
-async function alarmOf(paymentIntentId: string): Promise<number | null> {
-  return runInDurableObject(piObject(paymentIntentId), async (_instance: PaymentIntentObject, state) => state.storage.getAlarm());
 }
 
 /** A top-up, paid and credited through a browser's confirm. */
@@ -81,7 +63,7 @@ describe("an acknowledged webhook is a promise", () => {
     try {
       const browsers = Array.from({ length: 150 }, () => confirm(token, pi.id).then(answerOf));
       await new Promise((r) => setTimeout(r, 100));
-      expect((await deliver(await onlyEvent("payment_intent.succeeded", pi.id))).status).toBe(200);
+      expect((await deliver(await lastEvent("payment_intent.succeeded", pi.id))).status).toBe(200);
       // The webhook's alarm runs while the browsers' attempt is failing and the queue is full.
       await runDurableObjectAlarm(piObject(pi.id));
       const answers: Answer[] = await Promise.all(browsers);
@@ -99,7 +81,7 @@ describe("an acknowledged webhook is a promise", () => {
     // Only the object's own alarm is left to finish it.
     const done = await waitForObject(pi.id, settledCredit);
     expect(done.record?.credited_by).toBe("webhook");
-    expect(await amounts(customer.id, pi.id)).toEqual([-1500]);
+    expect(await ledgerAmounts(customer.id, pi.id)).toEqual([-1500]);
   });
 });
 
@@ -111,14 +93,14 @@ describe("the ledger search is complete or it says it could not look", () => {
     const first = await answerOf(await confirm(token, pi.id));
     await removeFault(drop);
     expect(first.status).toBe(503);
-    expect(await amounts(customer.id, pi.id)).toEqual([-1200]);
+    expect(await ledgerAmounts(customer.id, pi.id)).toEqual([-1200]);
 
     // Days later: the ledger has grown by more than twenty pages and Stripe forgot the key.
     await emu(`/customers/${customer.id}/balance_transactions/pad`, { count: 2100 });
     await emu("/idempotency/expire", { key: `credit-tx:${pi.id}*` });
 
     const done = await waitForObject(pi.id, settledCredit, 30_000);
-    expect(await amounts(customer.id, pi.id)).toEqual([-1200]);
+    expect(await ledgerAmounts(customer.id, pi.id)).toEqual([-1200]);
     expect(done.record?.credited_by).not.toBeNull();
     expect((await stripeRequests({ key: `credit-tx:${pi.id}*`, method: "POST" })).every((r) => r.idempotency_key === `credit-tx:${pi.id}`)).toBe(true);
   }, 60_000);
@@ -131,14 +113,14 @@ describe("every path that records a credit schedules its follow-up", () => {
     const pi = await createPaymentIntent({ customer: customer.id, amount: 1000, metadata: { ...topUpMetadata(accountId), credited: "true" } });
     await legacyCredit(customer.id, pi.id, 1000);
     await emu(`/payment_intents/${pi.id}/refund`, { amount: 400 });
-    expect((await deliver(await onlyEvent("charge.refunded", pi.id))).status).toBe(200);
-    await drain(pi.id);
+    expect((await deliver(await lastEvent("charge.refunded", pi.id))).status).toBe(200);
+    await drainAlarms(pi.id);
 
     const res = await confirm(await tokenFor(accountId), pi.id);
     expect((await json<{ status: string }>(res)).status).toBe("already_credited");
     const done = await waitForObject(pi.id, (i) => i.adjustments.length > 0 && i.adjustments.every((a) => a.state === "done"));
     expect(done.amounts).toEqual({ credited: 1000, reversed: 400, net: 600 });
-    expect(await amounts(customer.id, pi.id)).toEqual([-1000, 400]);
+    expect(await ledgerAmounts(customer.id, pi.id)).toEqual([-1000, 400]);
   });
 });
 
@@ -147,38 +129,38 @@ describe("refused reversals never bend the arithmetic", () => {
     const { customer, pi } = await creditedTopUp(1000);
     const refuse = await addFault({ kind: "error_400", method: "POST", path: `/v1/customers/${customer.id}/balance_transactions`, key: `credit-adjust:${pi.id}:dispute*`, times: 1 });
     const { id: disputeId } = await emu<{ id: string }>(`/payment_intents/${pi.id}/dispute`, {});
-    await deliver(await onlyEvent("charge.dispute.created", pi.id));
+    await deliver(await lastEvent("charge.dispute.created", pi.id));
     await waitForObject(pi.id, (i) => i.adjustments.some((a) => a.state === "needs_attention"));
     await removeFault(refuse);
 
     await emu(`/disputes/${disputeId}/close`, { status: "won" });
-    await deliver(await onlyEvent("charge.dispute.closed", pi.id));
-    await drain(pi.id);
+    await deliver(await lastEvent("charge.dispute.closed", pi.id));
+    await drainAlarms(pi.id);
     const now = await piObject(pi.id).inspect();
     expect(now.adjustments.map((a) => [a.operation, a.state])).toEqual([[`dispute:${disputeId}`, "needs_attention"]]);
     expect(now.amounts).toEqual({ credited: 1000, reversed: 0, net: 1000 });
-    expect(await amounts(customer.id, pi.id)).toEqual([-1000]);
+    expect(await ledgerAmounts(customer.id, pi.id)).toEqual([-1000]);
   });
 
   it("a restoration Stripe refused makes no room for a refund; an operator's retry writes it, then the refund", async () => {
     const { customer, pi } = await creditedTopUp(1000);
     const { id: disputeId } = await emu<{ id: string }>(`/payment_intents/${pi.id}/dispute`, {});
-    await deliver(await onlyEvent("charge.dispute.created", pi.id));
+    await deliver(await lastEvent("charge.dispute.created", pi.id));
     await waitForObject(pi.id, (i) => i.adjustments.some((a) => a.kind === "dispute" && a.state === "done"));
 
     const refuse = await addFault({ kind: "error_400", method: "POST", path: `/v1/customers/${customer.id}/balance_transactions`, key: `credit-adjust:${pi.id}:restore*`, times: 1 });
     await emu(`/disputes/${disputeId}/close`, { status: "won" });
-    await deliver(await onlyEvent("charge.dispute.closed", pi.id));
+    await deliver(await lastEvent("charge.dispute.closed", pi.id));
     await waitForObject(pi.id, (i) => i.adjustments.some((a) => a.kind === "restore" && a.state === "needs_attention"));
     await removeFault(refuse);
 
     // The customer is refunded in full: nothing may be taken while the restoration is not written.
     await emu(`/payment_intents/${pi.id}/refund`, {});
-    await deliver(await onlyEvent("charge.refunded", pi.id));
-    await drain(pi.id);
+    await deliver(await lastEvent("charge.refunded", pi.id));
+    await drainAlarms(pi.id);
     let now: Inspection = await piObject(pi.id).inspect();
     expect(now.amounts).toEqual({ credited: 1000, reversed: 1000, net: 0 });
-    expect(await amounts(customer.id, pi.id)).toEqual([-1000, 1000]);
+    expect(await ledgerAmounts(customer.id, pi.id)).toEqual([-1000, 1000]);
     expect(now.adjustments.some((a) => a.kind === "refund")).toBe(false);
 
     // Listed for an operator while the restoration needs one.
@@ -189,7 +171,7 @@ describe("refused reversals never bend the arithmetic", () => {
     expect(retry.status).toBe(200);
     now = await waitForObject(pi.id, (i) => settledCredit(i) && i.adjustments.some((a) => a.kind === "refund" && a.state === "done"));
     expect(now.amounts).toEqual({ credited: 1000, reversed: 1000, net: 0 });
-    expect(await amounts(customer.id, pi.id)).toEqual([-1000, 1000, -1000, 1000]);
+    expect(await ledgerAmounts(customer.id, pi.id)).toEqual([-1000, 1000, -1000, 1000]);
     // The retry looked at the ledger before writing under a new key.
     expect((await stripeRequests({ key: `credit-adjust:${pi.id}:restore*`, method: "POST" })).map((r) => r.idempotency_key)).toEqual([
       `credit-adjust:${pi.id}:restore:${disputeId}`,
@@ -216,7 +198,7 @@ describe("one attempt at a time", () => {
 
     await evictDurableObject(piObject(pi.id));
     await waitForObject(pi.id, settledCredit);
-    expect(await amounts(customer.id, pi.id)).toEqual([-900]);
+    expect(await ledgerAmounts(customer.id, pi.id)).toEqual([-900]);
   });
 
   it("an operator's retry waits for the attempt in flight instead of changing its state under it", async () => {
@@ -237,7 +219,7 @@ describe("one attempt at a time", () => {
     }
     const done = await waitForObject(pi.id, settledCredit);
     expect(done.record?.credited_by).toBe("operator");
-    expect(await amounts(customer.id, pi.id)).toEqual([-700]);
+    expect(await ledgerAmounts(customer.id, pi.id)).toEqual([-700]);
     expect((await stripePaymentIntent(pi.id)).metadata.credited).toBe("true");
   });
 });
@@ -275,7 +257,7 @@ describe("an operator's retry assesses a stored refusal again", () => {
     const accountId = newAccountId();
     const customer = await createCustomer(accountId);
     const pi = await createPaymentIntent({ customer: customer.id, amount: 1800, metadata: { account_id: accountId, source: "old-server" } });
-    await deliver(await onlyEvent("payment_intent.succeeded", pi.id));
+    await deliver(await lastEvent("payment_intent.succeeded", pi.id));
     await waitForObject(pi.id, (i) => i.record?.state === "not_creditable");
     expect((await piObject(pi.id).inspect()).record?.reason).toBe("not_a_top_up");
 
@@ -286,6 +268,6 @@ describe("an operator's retry assesses a stored refusal again", () => {
     });
     const retry = await json<{ result: { ok: boolean; status?: string } }>(await call(`/operator/credits/${pi.id}/retry`, { method: "POST", headers: operatorHeaders }));
     expect(retry.result).toMatchObject({ ok: true, status: "credited" });
-    expect(await amounts(customer.id, pi.id)).toEqual([-1800]);
+    expect(await ledgerAmounts(customer.id, pi.id)).toEqual([-1800]);
   });
 });

@@ -3,7 +3,7 @@
 // handler. The emulator is shared by every test file of the run, so tests never reset it: each
 // uses its own accounts and PaymentIntents and scopes latency and faults to their paths.
 
-import { runDurableObjectAlarm } from "cloudflare:test";
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { SignJWT } from "jose";
 import { expect } from "vitest";
@@ -332,4 +332,45 @@ export async function legacyCredit(customerId: string, paymentIntentId: string, 
     body: new URLSearchParams({ amount: String(-amount), currency: "usd", description: "legacy top-up", "metadata[payment_intent]": paymentIntentId }),
   });
   return ((await res.json()) as { id: string }).id;
+}
+
+/** Ledger entries for `paymentIntentId`, as amounts in Stripe's sign (negative = credit), oldest first. */
+export async function ledgerAmounts(customerId: string, paymentIntentId: string): Promise<number[]> {
+  return (await ledgerFor(customerId, paymentIntentId)).map((tx) => tx.amount).reverse();
+}
+
+/** The PI object's alarm, if one is armed. */
+export async function alarmOf(paymentIntentId: string): Promise<number | null> {
+  return runInDurableObject(piObject(paymentIntentId), async (_instance, state) => state.storage.getAlarm());
+}
+
+/**
+ * Runs the PI object's alarm until nothing is scheduled (bounded). The platform may be running
+ * an alarm on its own when runDurableObjectAlarm finds none, so "nothing scheduled" must hold
+ * across a pause before it counts.
+ */
+export async function drainAlarms(paymentIntentId: string, rounds = 40): Promise<void> {
+  let quiet = 0;
+  for (let i = 0; i < rounds && quiet < 3; i++) {
+    if (await runDurableObjectAlarm(piObject(paymentIntentId))) quiet = 0;
+    else {
+      quiet++;
+      await new Promise((r) => setTimeout(r, 60));
+    }
+  }
+}
+
+/** The id of the newest event of `type` about `paymentIntentId`. */
+export async function lastEvent(type: string, paymentIntentId: string): Promise<string> {
+  const last = (await eventsFor(type, paymentIntentId)).at(-1);
+  if (!last) throw new Error(`no ${type} for ${paymentIntentId}`);
+  return last.id;
+}
+
+/** The PI's entry in the operator list (GET /operator/credits), or null when it is not listed. */
+export async function operatorEntry(paymentIntentId: string): Promise<{ state: string; reason: string | null } | null> {
+  const listed = await json<{ data: { payment_intent_id: string; state: string; reason: string | null }[] }>(
+    await call("/operator/credits?limit=200", { headers: { authorization: `Bearer ${TEST_BINDINGS.OPERATOR_TOKEN}` } }),
+  );
+  return listed.data.find((e) => e.payment_intent_id === paymentIntentId) ?? null;
 }
