@@ -95,7 +95,7 @@ const baselineProc = spawn(process.execPath, [join(projectRoot, "node_modules/ts
   stdio: ["ignore", "pipe", "inherit"],
 });
 const baselinePort = await new Promise<number>((resolve) => {
-  createInterface({ input: baselineProc.stdout as NonNullable<typeof baselineProc.stdout> }).on("line", (line) => {
+  createInterface({ input: baselineProc.stdout }).on("line", (line) => {
     const m = /^BASELINE_PORT=(\d+)/.exec(line);
     if (m) resolve(Number(m[1]));
   });
@@ -226,7 +226,17 @@ async function floor(system: System): Promise<Figures> {
     await (await fetch(`${system.url}/healthz`)).arrayBuffer();
     ms.push(performance.now() - started);
   }
-  return { n: count, stripe_calls: 0, credits: 0, statuses: {}, credits_after_alarms: 0, p50_ms: round(quantile(ms, 0.5)), p99_ms: round(quantile(ms, 0.99)), max_ms: round(Math.max(...ms)), per_s: 0 };
+  return {
+    n: count,
+    stripe_calls: 0,
+    credits: 0,
+    statuses: {},
+    credits_after_alarms: 0,
+    p50_ms: round(quantile(ms, 0.5)),
+    p99_ms: round(quantile(ms, 0.99)),
+    max_ms: round(Math.max(...ms)),
+    per_s: 0,
+  };
 }
 
 const ratio = (a: number, b: number) => (b === 0 ? null : Math.round((a / b) * 100) / 100);
@@ -240,7 +250,12 @@ async function scenario(name: string, run: (s: System) => Promise<Figures>): Pro
     name,
     ...ours,
     baseline: base,
-    ratio: { stripe_calls: ratio(ours.stripe_calls, base.stripe_calls), p50_ms: ratio(ours.p50_ms, base.p50_ms), p99_ms: ratio(ours.p99_ms, base.p99_ms), per_s: ratio(ours.per_s, base.per_s) },
+    ratio: {
+      stripe_calls: ratio(ours.stripe_calls, base.stripe_calls),
+      p50_ms: ratio(ours.p50_ms, base.p50_ms),
+      p99_ms: ratio(ours.p99_ms, base.p99_ms),
+      per_s: ratio(ours.per_s, base.per_s),
+    },
   };
 }
 
@@ -256,7 +271,11 @@ try {
     scenarios.push(
       await scenario(`race N=${n}`, async (s) => {
         const [job] = await prepare(s, 1, 1);
-        return measure(s, Array.from({ length: n }, () => job as { token: string; pi: string }), true);
+        return measure(
+          s,
+          Array.from({ length: n }, () => job as { token: string; pi: string }),
+          true,
+        );
       }),
     );
   }
@@ -265,7 +284,11 @@ try {
     await scenario(`replay N=${replayN}`, async (s) => {
       const [job] = await prepare(s, 1, 1);
       await confirmOnce(s.url, job?.token ?? "", job?.pi ?? "");
-      return measure(s, Array.from({ length: replayN }, () => job as { token: string; pi: string }), false);
+      return measure(
+        s,
+        Array.from({ length: replayN }, () => job as { token: string; pi: string }),
+        false,
+      );
     }),
   );
   for (const m of quick ? [100] : [100, 1000]) {
@@ -280,7 +303,23 @@ try {
   rmSync(state, { recursive: true, force: true });
 }
 
-const header = ["scenario", "n", "calls", "credits", "not 200", "p50 ms", "p99 ms", "max ms", "per s", "│ base calls", "base p50", "base p99", "base per s", "│ p50 ×", "per s ×"];
+const header = [
+  "scenario",
+  "n",
+  "calls",
+  "credits",
+  "not 200",
+  "p50 ms",
+  "p99 ms",
+  "max ms",
+  "per s",
+  "│ base calls",
+  "base p50",
+  "base p99",
+  "base per s",
+  "│ p50 ×",
+  "per s ×",
+];
 const rows = scenarios.map((s) => [
   s.name,
   s.n,
@@ -303,9 +342,14 @@ const rows = scenarios.map((s) => [
 ]);
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
 const line = (cells: (string | number)[]) => cells.map((c, i) => String(c).padStart(widths[i] ?? 0)).join("  ");
-console.log(`\nL = ${L} ms per Stripe call. Stripe calls and credits are totals per scenario (a→b: credits when the answers came, then after the objects' alarms); latencies are per confirm.\n`);
+console.log(
+  `\nL = ${L} ms per Stripe call. Stripe calls and credits are totals per scenario (a→b: credits when the answers came, then after the objects' alarms); latencies are per confirm.\n`,
+);
 console.log(line(header));
 for (const r of rows) console.log(line(r));
-writeFileSync(join(projectRoot, "bench/results/latest.json"), `${JSON.stringify({ latency_ms: L, quick, at: new Date().toISOString(), scenarios }, null, 2)}\n`);
+writeFileSync(
+  join(projectRoot, "bench/results/latest.json"),
+  `${JSON.stringify({ latency_ms: L, quick, at: new Date().toISOString(), scenarios }, null, 2)}\n`,
+);
 console.log("\nWritten to bench/results/latest.json");
 process.exit(0);

@@ -37,14 +37,16 @@ async function refresh() {
     const when = document.createElement("td");
     when.textContent = new Date(tx.created).toLocaleString(undefined, { dateStyle: "short", timeStyle: "short" });
     const what = document.createElement("td");
-    what.textContent = tx.kind === "top_up" ? "Top-up" : tx.kind === "reversal" ? "Reversal" : tx.description ?? "Adjustment";
+    what.textContent = tx.kind === "top_up" ? "Top-up" : tx.kind === "reversal" ? "Reversal" : (tx.description ?? "Adjustment");
     const amount = document.createElement("td");
     amount.className = `num ${tx.amount >= 0 ? "credit" : "debit"}`;
     amount.textContent = `${tx.amount >= 0 ? "+" : "−"}${money(Math.abs(tx.amount), tx.currency)}`;
     tr.append(when, what, amount);
     return tr;
   });
-  $("ledger").querySelector("tbody").replaceChildren(...rows);
+  $("ledger")
+    .querySelector("tbody")
+    .replaceChildren(...rows);
   $("ledger-empty").hidden = rows.length > 0;
 }
 

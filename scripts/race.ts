@@ -27,7 +27,11 @@ async function api<T>(path: string, init: RequestInit & { token?: string } = {})
 
 const account = `race-${Date.now().toString(36)}`;
 const { token } = await api<{ token: string }>("/demo/sign_in", { method: "POST", body: JSON.stringify({ account_id: account }) });
-const topUp = await api<{ payment_intent_id: string; amount: number }>("/billing/top_ups", { method: "POST", token, body: JSON.stringify({ amount: 1000, currency: "usd" }) });
+const topUp = await api<{ payment_intent_id: string; amount: number }>("/billing/top_ups", {
+  method: "POST",
+  token,
+  body: JSON.stringify({ amount: 1000, currency: "usd" }),
+});
 await api("/demo/pay", { method: "POST", token, body: JSON.stringify({ payment_intent_id: topUp.payment_intent_id }) });
 console.log(`PaymentIntent ${topUp.payment_intent_id} (${topUp.amount} usd, paid) for account ${account}; ${n} concurrent confirms…`);
 
@@ -56,7 +60,10 @@ const txIds = new Set(answers.map((a) => a.tx).filter((t) => t !== null));
 let entries = 0;
 let cursor: string | null = null;
 do {
-  const page: { data: { payment_intent_id: string | null; kind: string }[]; next_cursor: string | null } = await api(`/billing/transactions?limit=100${cursor ? `&cursor=${cursor}` : ""}`, { token });
+  const page: { data: { payment_intent_id: string | null; kind: string }[]; next_cursor: string | null } = await api(
+    `/billing/transactions?limit=100${cursor ? `&cursor=${cursor}` : ""}`,
+    { token },
+  );
   entries += page.data.filter((d) => d.payment_intent_id === topUp.payment_intent_id && d.kind === "top_up").length;
   cursor = page.next_cursor;
 } while (cursor);

@@ -12,7 +12,9 @@ const vars = loadDevVars();
 // The emulator runs when the Worker is pointed at it; with real Stripe test keys it stays off.
 const usesEmulator = (vars.STRIPE_API_BASE ?? "").startsWith(`http://127.0.0.1:${EMULATOR_PORT}`);
 
-console.log(usesEmulator ? `Starting the Stripe emulator on 127.0.0.1:${EMULATOR_PORT} and the Worker…` : `Starting the Worker against ${vars.STRIPE_API_BASE}…`);
+console.log(
+  usesEmulator ? `Starting the Stripe emulator on 127.0.0.1:${EMULATOR_PORT} and the Worker…` : `Starting the Worker against ${vars.STRIPE_API_BASE}…`,
+);
 const stack = await startStack({
   workerPort: WORKER_PORT,
   emulatorPort: usesEmulator ? EMULATOR_PORT : null,

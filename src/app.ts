@@ -26,7 +26,10 @@ export function allowedOrigins(env: Env): string[] {
 }
 
 /** Renders any error as the contract's JSON error; unknown errors become an opaque 500. */
-function errorBoundary(err: Error, c: { json: (body: unknown, status: number, headers?: Record<string, string>) => Response; req: { path: string } }): Response {
+function errorBoundary(
+  err: Error,
+  c: { json: (body: unknown, status: number, headers?: Record<string, string>) => Response; req: { path: string } },
+): Response {
   if (err instanceof ApiError) return c.json(err.body(), err.status, err.headers);
   if (err instanceof HTTPException) {
     // Hono's own 4xx. Its validator's only 400 is a body that does not parse as JSON; any other
@@ -64,7 +67,10 @@ function describeUndocumentedRoutes(app: OpenAPIHono<AppEnv>): void {
       body: { required: true, content: { "application/json": { schema: z.object({ id: z.string(), type: z.string() }).passthrough() } } },
     },
     responses: {
-      200: { description: "Recorded (or ignored: an event type this service does not use)", content: { "application/json": { schema: z.object({ received: z.literal(true) }) } } },
+      200: {
+        description: "Recorded (or ignored: an event type this service does not use)",
+        content: { "application/json": { schema: z.object({ received: z.literal(true) }) } },
+      },
       400: { description: "invalid_signature: missing, malformed, wrong or older than 300 s", content: { "application/json": { schema: ErrorAnswer } } },
       413: { description: "payload_too_large", content: { "application/json": { schema: ErrorAnswer } } },
     },
@@ -145,7 +151,7 @@ export function buildApp(): OpenAPIHono<AppEnv> {
     info: {
       title: "Prepaid credit",
       version: "1.0.0",
-      description: "Exactly-once Stripe top-ups. Errors are {\"error\": {\"code\", \"message\"}} with a stable code.",
+      description: 'Exactly-once Stripe top-ups. Errors are {"error": {"code", "message"}} with a stable code.',
     },
   });
   app.route("/operator", operator);

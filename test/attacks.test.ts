@@ -54,7 +54,14 @@ async function netCredit(customerId: string, pi: string): Promise<number> {
 
 /** Signs and posts an event built here (the test knows the endpoint secret, as Stripe does). */
 async function postSigned(type: string, object: Record<string, unknown>): Promise<Response> {
-  const payload = JSON.stringify({ id: `evt_${newAccountId("x").replace(/[^A-Za-z0-9]/g, "")}`, object: "event", type, livemode: false, created: Math.floor(Date.now() / 1000), data: { object } });
+  const payload = JSON.stringify({
+    id: `evt_${newAccountId("x").replace(/[^A-Za-z0-9]/g, "")}`,
+    object: "event",
+    type,
+    livemode: false,
+    created: Math.floor(Date.now() / 1000),
+    data: { object },
+  });
   return postWebhook(payload, await signatureHeader(payload, TEST_BINDINGS.STRIPE_WEBHOOK_SECRET));
 }
 
@@ -111,7 +118,12 @@ describe("odd account ids in tokens", () => {
   // top-ups and its own credit, and no two accounts may collide on a key or a limiter bucket.
   const ids = ["a:b", "a|b", "u@example.com", "a.b-c_d", `m${"x".repeat(127)}`];
   it.each(ids)("account %s: top-up, pay, confirm → credited once, to its own customer", async (raw) => {
-    const accountId = raw.length >= 128 ? raw.slice(0, 128) : `${raw}${newAccountId("").replace(/[^A-Za-z0-9]/g, "").slice(0, 8)}`;
+    const accountId =
+      raw.length >= 128
+        ? raw.slice(0, 128)
+        : `${raw}${newAccountId("")
+            .replace(/[^A-Za-z0-9]/g, "")
+            .slice(0, 8)}`;
     const token = await tokenFor(accountId);
     const created = await topUp(token, { amount: 900, currency: "usd" });
     expect(created.status).toBe(201);
@@ -356,11 +368,23 @@ describe("a flood on one PaymentIntent with a slow Stripe", () => {
 
 describe("Stripe failing on every retry, then recovering", () => {
   const cases: [string, (pi: string, customer: string) => Record<string, unknown>][] = [
-    ["unsaved 500s on every credit write", (pi, customer) => ({ kind: "error_500", saved: false, method: "POST", path: ledgerPath(customer), key: `credit-tx:${pi}*`, times: 10_000 })],
-    ["saved 500s (replayed) on every credit key", (pi, customer) => ({ kind: "error_500", method: "POST", path: ledgerPath(customer), key: `credit-tx:${pi}*`, times: 10_000 })],
-    ["applied, then dropped on every retry", (pi, customer) => ({ kind: "drop", replays: true, method: "POST", path: ledgerPath(customer), key: `credit-tx:${pi}*`, times: 10_000 })],
+    [
+      "unsaved 500s on every credit write",
+      (pi, customer) => ({ kind: "error_500", saved: false, method: "POST", path: ledgerPath(customer), key: `credit-tx:${pi}*`, times: 10_000 }),
+    ],
+    [
+      "saved 500s (replayed) on every credit key",
+      (pi, customer) => ({ kind: "error_500", method: "POST", path: ledgerPath(customer), key: `credit-tx:${pi}*`, times: 10_000 }),
+    ],
+    [
+      "applied, then dropped on every retry",
+      (pi, customer) => ({ kind: "drop", replays: true, method: "POST", path: ledgerPath(customer), key: `credit-tx:${pi}*`, times: 10_000 }),
+    ],
     ["a hang on every credit write", (pi, customer) => ({ kind: "hang", method: "POST", path: ledgerPath(customer), key: `credit-tx:${pi}*`, times: 10_000 })],
-    ["every ledger read fails as well as every write", (pi, customer) => ({ kind: "error_500", saved: false, path: `${ledgerPath(customer)}**`, times: 10_000 })],
+    [
+      "every ledger read fails as well as every write",
+      (pi, customer) => ({ kind: "error_500", saved: false, path: `${ledgerPath(customer)}**`, times: 10_000 }),
+    ],
   ];
   it.each(cases)("%s: only 503s meanwhile, something owns it, then one credit", async (_name, rule) => {
     const amount = 2500;
@@ -538,37 +562,166 @@ describe("bad input on the other routes: a stable 4xx, never a 500, nothing chan
   const get = (token: string): RequestInit => ({ headers: { authorization: `Bearer ${token}` } });
   const op = (headers: Record<string, string> = operatorHeaders, method = "GET"): RequestInit => ({ method, headers });
   const cases: BadCase[] = [
-    { name: "top-up: fractional amount", status: 400, code: "invalid_request", request: ({ token }) => ["/billing/top_ups", post(token, '{"amount": 10.5, "currency": "usd"}')] },
-    { name: "top-up: amount as a string", status: 400, code: "invalid_request", request: ({ token }) => ["/billing/top_ups", post(token, '{"amount": "1000", "currency": "usd"}')] },
-    { name: "top-up: amount 1e21", status: 400, code: "invalid_request", request: ({ token }) => ["/billing/top_ups", post(token, '{"amount": 1e21, "currency": "usd"}')] },
-    { name: "top-up: negative amount", status: 400, code: "invalid_request", request: ({ token }) => ["/billing/top_ups", post(token, '{"amount": -1000, "currency": "usd"}')] },
-    { name: "top-up: upper-case currency", status: 400, code: "invalid_request", request: ({ token }) => ["/billing/top_ups", post(token, '{"amount": 1000, "currency": "USD"}')] },
-    { name: "top-up: a currency not accepted", status: 400, code: "invalid_request", request: ({ token }) => ["/billing/top_ups", post(token, '{"amount": 1000, "currency": "eur"}')] },
-    { name: "top-up: an extra field (metadata)", status: 400, code: "invalid_request", request: ({ token }) => ["/billing/top_ups", post(token, '{"amount": 1000, "currency": "usd", "metadata": {"edge_credit": "top_up"}}')] },
-    { name: "top-up: __proto__ field", status: 400, code: "invalid_request", request: ({ token }) => ["/billing/top_ups", post(token, '{"amount": 1000, "currency": "usd", "__proto__": {"x": 1}}')] },
-    { name: "top-up: an Idempotency-Key with a space", status: 400, code: "invalid_request", request: ({ token }) => ["/billing/top_ups", post(token, '{"amount": 1000, "currency": "usd"}', { "idempotency-key": "a b" })] },
-    { name: "top-up: a 101-character Idempotency-Key", status: 400, code: "invalid_request", request: ({ token }) => ["/billing/top_ups", post(token, '{"amount": 1000, "currency": "usd"}', { "idempotency-key": "k".repeat(101) })] },
-    { name: "top-up: text/plain", status: 415, code: "unsupported_media_type", request: ({ token }) => ["/billing/top_ups", post(token, '{"amount": 1000, "currency": "usd"}', { "content-type": "text/plain" })] },
-    { name: "top-up: 2 KiB body", status: 413, code: "payload_too_large", request: ({ token }) => ["/billing/top_ups", post(token, JSON.stringify({ amount: 1000, currency: "usd", pad: "x".repeat(2048) }))] },
-    { name: "top-up: invalid UTF-8", status: 400, code: "invalid_request", request: ({ token }) => ["/billing/top_ups", { ...post(token, ""), body: new Uint8Array([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]) }] },
+    {
+      name: "top-up: fractional amount",
+      status: 400,
+      code: "invalid_request",
+      request: ({ token }) => ["/billing/top_ups", post(token, '{"amount": 10.5, "currency": "usd"}')],
+    },
+    {
+      name: "top-up: amount as a string",
+      status: 400,
+      code: "invalid_request",
+      request: ({ token }) => ["/billing/top_ups", post(token, '{"amount": "1000", "currency": "usd"}')],
+    },
+    {
+      name: "top-up: amount 1e21",
+      status: 400,
+      code: "invalid_request",
+      request: ({ token }) => ["/billing/top_ups", post(token, '{"amount": 1e21, "currency": "usd"}')],
+    },
+    {
+      name: "top-up: negative amount",
+      status: 400,
+      code: "invalid_request",
+      request: ({ token }) => ["/billing/top_ups", post(token, '{"amount": -1000, "currency": "usd"}')],
+    },
+    {
+      name: "top-up: upper-case currency",
+      status: 400,
+      code: "invalid_request",
+      request: ({ token }) => ["/billing/top_ups", post(token, '{"amount": 1000, "currency": "USD"}')],
+    },
+    {
+      name: "top-up: a currency not accepted",
+      status: 400,
+      code: "invalid_request",
+      request: ({ token }) => ["/billing/top_ups", post(token, '{"amount": 1000, "currency": "eur"}')],
+    },
+    {
+      name: "top-up: an extra field (metadata)",
+      status: 400,
+      code: "invalid_request",
+      request: ({ token }) => ["/billing/top_ups", post(token, '{"amount": 1000, "currency": "usd", "metadata": {"edge_credit": "top_up"}}')],
+    },
+    {
+      name: "top-up: __proto__ field",
+      status: 400,
+      code: "invalid_request",
+      request: ({ token }) => ["/billing/top_ups", post(token, '{"amount": 1000, "currency": "usd", "__proto__": {"x": 1}}')],
+    },
+    {
+      name: "top-up: an Idempotency-Key with a space",
+      status: 400,
+      code: "invalid_request",
+      request: ({ token }) => ["/billing/top_ups", post(token, '{"amount": 1000, "currency": "usd"}', { "idempotency-key": "a b" })],
+    },
+    {
+      name: "top-up: a 101-character Idempotency-Key",
+      status: 400,
+      code: "invalid_request",
+      request: ({ token }) => ["/billing/top_ups", post(token, '{"amount": 1000, "currency": "usd"}', { "idempotency-key": "k".repeat(101) })],
+    },
+    {
+      name: "top-up: text/plain",
+      status: 415,
+      code: "unsupported_media_type",
+      request: ({ token }) => ["/billing/top_ups", post(token, '{"amount": 1000, "currency": "usd"}', { "content-type": "text/plain" })],
+    },
+    {
+      name: "top-up: 2 KiB body",
+      status: 413,
+      code: "payload_too_large",
+      request: ({ token }) => ["/billing/top_ups", post(token, JSON.stringify({ amount: 1000, currency: "usd", pad: "x".repeat(2048) }))],
+    },
+    {
+      name: "top-up: invalid UTF-8",
+      status: 400,
+      code: "invalid_request",
+      request: ({ token }) => ["/billing/top_ups", { ...post(token, ""), body: new Uint8Array([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]) }],
+    },
     { name: "transactions: limit=0", status: 400, code: "invalid_request", request: ({ token }) => ["/billing/transactions?limit=0", get(token)] },
     { name: "transactions: limit=101", status: 400, code: "invalid_request", request: ({ token }) => ["/billing/transactions?limit=101", get(token)] },
     { name: "transactions: limit=abc", status: 400, code: "invalid_request", request: ({ token }) => ["/billing/transactions?limit=abc", get(token)] },
     { name: "transactions: limit=1.5", status: 400, code: "invalid_request", request: ({ token }) => ["/billing/transactions?limit=1.5", get(token)] },
     { name: "transactions: limit twice", status: 400, code: "invalid_request", request: ({ token }) => ["/billing/transactions?limit=1&limit=2", get(token)] },
-    { name: "transactions: a cursor that is not an id", status: 400, code: "invalid_request", request: ({ token }) => ["/billing/transactions?cursor=..%2F..%2Fx", get(token)] },
-    { name: "transactions: another customer's cursor", status: 400, code: "invalid_request", request: ({ token, otherTx }) => [`/billing/transactions?cursor=${otherTx}`, get(token)] },
-    { name: "transactions: an unknown cursor", status: 400, code: "invalid_request", request: ({ token }) => ["/billing/transactions?cursor=cbtxn_doesnotexist", get(token)] },
-    { name: "transactions: an unknown parameter", status: 400, code: "invalid_request", request: ({ token }) => ["/billing/transactions?customer=cus_x", get(token)] },
+    {
+      name: "transactions: a cursor that is not an id",
+      status: 400,
+      code: "invalid_request",
+      request: ({ token }) => ["/billing/transactions?cursor=..%2F..%2Fx", get(token)],
+    },
+    {
+      name: "transactions: another customer's cursor",
+      status: 400,
+      code: "invalid_request",
+      request: ({ token, otherTx }) => [`/billing/transactions?cursor=${otherTx}`, get(token)],
+    },
+    {
+      name: "transactions: an unknown cursor",
+      status: 400,
+      code: "invalid_request",
+      request: ({ token }) => ["/billing/transactions?cursor=cbtxn_doesnotexist", get(token)],
+    },
+    {
+      name: "transactions: an unknown parameter",
+      status: 400,
+      code: "invalid_request",
+      request: ({ token }) => ["/billing/transactions?customer=cus_x", get(token)],
+    },
     { name: "operator: not a PI id", status: 400, code: "invalid_request", request: () => ["/operator/credits/ch_123", op()] },
     { name: "operator: a PI id with a dot", status: 400, code: "invalid_request", request: ({ pi }) => [`/operator/credits/${pi}.x`, op()] },
-    { name: "operator: retry of a PI with no record", status: 404, code: "payment_intent_not_found", request: () => ["/operator/credits/pi_norecordhere123/retry", op(operatorHeaders, "POST")] },
+    {
+      name: "operator: retry of a PI with no record",
+      status: 404,
+      code: "payment_intent_not_found",
+      request: () => ["/operator/credits/pi_norecordhere123/retry", op(operatorHeaders, "POST")],
+    },
     { name: "operator: a browser's token", status: 401, code: "unauthenticated", request: ({ token }) => ["/operator/credits", get(token)] },
-    { name: "operator: Basic credentials", status: 401, code: "unauthenticated", request: () => ["/operator/credits", op({ authorization: `Basic ${btoa(`op:${TEST_BINDINGS.OPERATOR_TOKEN}`)}` })] },
-    { name: "operator: the token with a suffix", status: 401, code: "unauthenticated", request: () => ["/operator/credits", op({ authorization: `Bearer ${TEST_BINDINGS.OPERATOR_TOKEN}x` })] },
-    { name: "webhook: a signature header that is not one", status: 400, code: "invalid_signature", request: ({ pi }) => ["/stripe/webhook", { method: "POST", headers: { "stripe-signature": "t=abc,v1=", "content-type": "application/json" }, body: JSON.stringify({ id: "evt_1", type: "payment_intent.succeeded", data: { object: { id: pi } } }) }] },
-    { name: "webhook: a signature from the future", status: 400, code: "invalid_signature", request: ({ pi }) => ["/stripe/webhook", { method: "POST", headers: { "stripe-signature": `t=${Math.floor(Date.now() / 1000) + 3600},v1=${"0".repeat(64)}` }, body: JSON.stringify({ id: "evt_1", type: "payment_intent.succeeded", data: { object: { id: pi } } }) }] },
-    { name: "webhook: 300 KiB unsigned", status: 413, code: "payload_too_large", request: () => ["/stripe/webhook", { method: "POST", headers: { "stripe-signature": "t=1,v1=00" }, body: "x".repeat(300 * 1024) }] },
+    {
+      name: "operator: Basic credentials",
+      status: 401,
+      code: "unauthenticated",
+      request: () => ["/operator/credits", op({ authorization: `Basic ${btoa(`op:${TEST_BINDINGS.OPERATOR_TOKEN}`)}` })],
+    },
+    {
+      name: "operator: the token with a suffix",
+      status: 401,
+      code: "unauthenticated",
+      request: () => ["/operator/credits", op({ authorization: `Bearer ${TEST_BINDINGS.OPERATOR_TOKEN}x` })],
+    },
+    {
+      name: "webhook: a signature header that is not one",
+      status: 400,
+      code: "invalid_signature",
+      request: ({ pi }) => [
+        "/stripe/webhook",
+        {
+          method: "POST",
+          headers: { "stripe-signature": "t=abc,v1=", "content-type": "application/json" },
+          body: JSON.stringify({ id: "evt_1", type: "payment_intent.succeeded", data: { object: { id: pi } } }),
+        },
+      ],
+    },
+    {
+      name: "webhook: a signature from the future",
+      status: 400,
+      code: "invalid_signature",
+      request: ({ pi }) => [
+        "/stripe/webhook",
+        {
+          method: "POST",
+          headers: { "stripe-signature": `t=${Math.floor(Date.now() / 1000) + 3600},v1=${"0".repeat(64)}` },
+          body: JSON.stringify({ id: "evt_1", type: "payment_intent.succeeded", data: { object: { id: pi } } }),
+        },
+      ],
+    },
+    {
+      name: "webhook: 300 KiB unsigned",
+      status: 413,
+      code: "payload_too_large",
+      request: () => ["/stripe/webhook", { method: "POST", headers: { "stripe-signature": "t=1,v1=00" }, body: "x".repeat(300 * 1024) }],
+    },
     { name: "an unknown route", status: 404, code: "not_found", request: ({ token }) => ["/billing/nothing_here", get(token)] },
   ];
 
@@ -585,7 +738,9 @@ describe("bad input on the other routes: a stable 4xx, never a 500, nothing chan
     expect((await piObject(pi.id).inspect()).record).toBeNull();
     expect(await alarmOf(pi.id)).toBeNull();
     expect(await ledgerFor(customer.id)).toEqual([]);
-    expect((await stripeRequests({ method: "POST", path: "/v1/payment_intents" })).filter((r) => (r.params.customer as string | undefined) === customer.id)).toEqual([]);
+    expect(
+      (await stripeRequests({ method: "POST", path: "/v1/payment_intents" })).filter((r) => (r.params.customer as string | undefined) === customer.id),
+    ).toEqual([]);
     // And the PI still credits normally.
     expect((await answerOf(await confirm(token, pi.id))).status).toBe(200);
   });

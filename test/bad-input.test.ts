@@ -70,17 +70,37 @@ const bodyCases: [string, (f: Fixture) => string][] = [
 
 const cases: Case[] = [
   ...bodyCases.map(([name, body]): Case => ({ name, status: 400, code: "invalid_request", request: (f) => jsonPost(body(f), f.token) })),
-  { name: "an oversized body", status: 413, code: "payload_too_large", request: (f) => jsonPost(JSON.stringify({ payment_intent_id: f.pi.id, pad: "x".repeat(5000) }), f.token) },
+  {
+    name: "an oversized body",
+    status: 413,
+    code: "payload_too_large",
+    request: (f) => jsonPost(JSON.stringify({ payment_intent_id: f.pi.id, pad: "x".repeat(5000) }), f.token),
+  },
   { name: "a 1 MB body", status: 413, code: "payload_too_large", request: (f) => jsonPost("{" + " ".repeat(1 << 20) + "}", f.token) },
-  { name: "text/plain", status: 415, code: "unsupported_media_type", request: (f) => jsonPost(JSON.stringify({ payment_intent_id: f.pi.id }), f.token, "text/plain") },
-  { name: "a form body", status: 415, code: "unsupported_media_type", request: (f) => jsonPost(`payment_intent_id=${f.pi.id}`, f.token, "application/x-www-form-urlencoded") },
+  {
+    name: "text/plain",
+    status: 415,
+    code: "unsupported_media_type",
+    request: (f) => jsonPost(JSON.stringify({ payment_intent_id: f.pi.id }), f.token, "text/plain"),
+  },
+  {
+    name: "a form body",
+    status: 415,
+    code: "unsupported_media_type",
+    request: (f) => jsonPost(`payment_intent_id=${f.pi.id}`, f.token, "application/x-www-form-urlencoded"),
+  },
   {
     name: "no content-type",
     status: 415,
     code: "unsupported_media_type",
     request: (f) => ({ method: "POST", headers: { authorization: `Bearer ${f.token}` }, body: JSON.stringify({ payment_intent_id: f.pi.id }) }),
   },
-  { name: "no Authorization header", status: 401, code: "unauthenticated", request: (f) => ({ method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ payment_intent_id: f.pi.id }) }) },
+  {
+    name: "no Authorization header",
+    status: 401,
+    code: "unauthenticated",
+    request: (f) => ({ method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ payment_intent_id: f.pi.id }) }),
+  },
   { name: "an empty bearer", status: 401, code: "unauthenticated", request: (f) => withToken("", f) },
   { name: "a garbage token", status: 401, code: "unauthenticated", request: (f) => withToken("not.a.jwt", f) },
   {
@@ -89,20 +109,50 @@ const cases: Case[] = [
     code: "unauthenticated",
     request: (f) => ({ ...withToken("x", f), headers: { "content-type": "application/json", authorization: `Basic ${btoa(`${f.accountId}:x`)}` } }),
   },
-  { name: "an expired token", status: 401, code: "unauthenticated", request: async (f) => withToken(await tokenFor(f.accountId, { iat: now() - 7200, exp: now() - 60 }), f) },
-  { name: "a not-yet-valid token", status: 401, code: "unauthenticated", request: async (f) => withToken(await tokenFor(f.accountId, { nbf: now() + 600 }), f) },
-  { name: "a token signed with another secret", status: 401, code: "unauthenticated", request: async (f) => withToken(await tokenFor(f.accountId, {}, "an-attackers-own-secret-that-is-long-enough"), f) },
+  {
+    name: "an expired token",
+    status: 401,
+    code: "unauthenticated",
+    request: async (f) => withToken(await tokenFor(f.accountId, { iat: now() - 7200, exp: now() - 60 }), f),
+  },
+  {
+    name: "a not-yet-valid token",
+    status: 401,
+    code: "unauthenticated",
+    request: async (f) => withToken(await tokenFor(f.accountId, { nbf: now() + 600 }), f),
+  },
+  {
+    name: "a token signed with another secret",
+    status: 401,
+    code: "unauthenticated",
+    request: async (f) => withToken(await tokenFor(f.accountId, {}, "an-attackers-own-secret-that-is-long-enough"), f),
+  },
   {
     name: "an alg:none token",
     status: 401,
     code: "unauthenticated",
-    request: (f) => withToken(new UnsecuredJWT({}).setSubject(f.accountId).setExpirationTime(now() + 600).encode(), f),
+    request: (f) =>
+      withToken(
+        new UnsecuredJWT({})
+          .setSubject(f.accountId)
+          .setExpirationTime(now() + 600)
+          .encode(),
+        f,
+      ),
   },
   {
     name: "an HS512 token under the same secret",
     status: 401,
     code: "unauthenticated",
-    request: async (f) => withToken(await new SignJWT({}).setProtectedHeader({ alg: "HS512" }).setSubject(f.accountId).setExpirationTime(now() + 600).sign(secret), f),
+    request: async (f) =>
+      withToken(
+        await new SignJWT({})
+          .setProtectedHeader({ alg: "HS512" })
+          .setSubject(f.accountId)
+          .setExpirationTime(now() + 600)
+          .sign(secret),
+        f,
+      ),
   },
   {
     name: "a token without exp",
@@ -114,13 +164,28 @@ const cases: Case[] = [
     name: "a token without sub",
     status: 401,
     code: "unauthenticated",
-    request: async (f) => withToken(await new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setExpirationTime(now() + 600).sign(secret), f),
+    request: async (f) =>
+      withToken(
+        await new SignJWT({})
+          .setProtectedHeader({ alg: "HS256" })
+          .setExpirationTime(now() + 600)
+          .sign(secret),
+        f,
+      ),
   },
   {
     name: "a sub that could inject into a Stripe search",
     status: 401,
     code: "unauthenticated",
-    request: async (f) => withToken(await new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject("x' OR metadata['account_id']:'").setExpirationTime(now() + 600).sign(secret), f),
+    request: async (f) =>
+      withToken(
+        await new SignJWT({})
+          .setProtectedHeader({ alg: "HS256" })
+          .setSubject("x' OR metadata['account_id']:'")
+          .setExpirationTime(now() + 600)
+          .sign(secret),
+        f,
+      ),
   },
   {
     name: "a tampered payload",
@@ -128,7 +193,10 @@ const cases: Case[] = [
     code: "unauthenticated",
     request: async (f) => {
       const [h, , s] = (await tokenFor("someone_else")).split(".");
-      const payload = btoa(JSON.stringify({ sub: f.accountId, exp: now() + 600 })).replace(/=+$/, "").replace(/\+/g, "-").replace(/\//g, "_");
+      const payload = btoa(JSON.stringify({ sub: f.accountId, exp: now() + 600 }))
+        .replace(/=+$/, "")
+        .replace(/\+/g, "-")
+        .replace(/\//g, "_");
       return withToken(`${h}.${payload}.${s}`, f);
     },
   },
@@ -244,7 +312,11 @@ describe("a wrong method: 405 with Allow, before auth and body checks", () => {
 
   it("the webhook's 405 records nothing", async () => {
     const f = await paidTopUp(7300);
-    const res = await call("/stripe/webhook", { method: "PUT", headers: { "content-type": "application/json", "stripe-signature": "t=1,v1=00" }, body: JSON.stringify({ id: "evt_x", type: "payment_intent.succeeded", data: { object: { id: f.pi.id } } }) });
+    const res = await call("/stripe/webhook", {
+      method: "PUT",
+      headers: { "content-type": "application/json", "stripe-signature": "t=1,v1=00" },
+      body: JSON.stringify({ id: "evt_x", type: "payment_intent.succeeded", data: { object: { id: f.pi.id } } }),
+    });
     expect(res.status).toBe(405);
     await expectUntouched(f);
   });

@@ -2,7 +2,20 @@
 // slow (50 ms a call), so that any gap in the object's serialisation would let two through.
 
 import { describe, expect, it } from "vitest";
-import { confirm, createCustomer, createPaymentIntent, json, ledgerFor, newAccountId, paidTopUp, slowStripe, stripeRequests, stripeTraffic, tokenFor, topUpMetadata } from "./helpers.js";
+import {
+  confirm,
+  createCustomer,
+  createPaymentIntent,
+  json,
+  ledgerFor,
+  newAccountId,
+  paidTopUp,
+  slowStripe,
+  stripeRequests,
+  stripeTraffic,
+  tokenFor,
+  topUpMetadata,
+} from "./helpers.js";
 
 interface Answer {
   status: string;
@@ -43,7 +56,9 @@ describe("concurrent confirms", () => {
     const accountId = newAccountId();
     const customer = await createCustomer(accountId);
     const token = await tokenFor(accountId);
-    const pis = await Promise.all(Array.from({ length: 20 }, (_, i) => createPaymentIntent({ customer: customer.id, amount: 100 + i, metadata: topUpMetadata(accountId) })));
+    const pis = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => createPaymentIntent({ customer: customer.id, amount: 100 + i, metadata: topUpMetadata(accountId) })),
+    );
     await Promise.all(pis.map((pi) => slowStripe(pi.id, customer.id, 50)));
 
     const responses = await Promise.all(Array.from({ length: 200 }, (_, i) => confirm(token, (pis[i % 20] as { id: string }).id)));

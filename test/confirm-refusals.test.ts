@@ -3,7 +3,19 @@
 
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { confirm, createCustomer, createPaymentIntent, json, ledgerFor, newAccountId, paidTopUp, stripeRequests, stripeTraffic, tokenFor, topUpMetadata } from "./helpers.js";
+import {
+  confirm,
+  createCustomer,
+  createPaymentIntent,
+  json,
+  ledgerFor,
+  newAccountId,
+  paidTopUp,
+  stripeRequests,
+  stripeTraffic,
+  tokenFor,
+  topUpMetadata,
+} from "./helpers.js";
 
 interface ErrorBody {
   error: { code: string; message: string; payment_intent_status?: string; reason?: string };

@@ -127,7 +127,13 @@ describe("every path that records a credit schedules its follow-up", () => {
 describe("refused reversals never bend the arithmetic", () => {
   it("a dispute debit Stripe refused is not restored when the dispute is won", async () => {
     const { customer, pi } = await creditedTopUp(1000);
-    const refuse = await addFault({ kind: "error_400", method: "POST", path: `/v1/customers/${customer.id}/balance_transactions`, key: `credit-adjust:${pi.id}:dispute*`, times: 1 });
+    const refuse = await addFault({
+      kind: "error_400",
+      method: "POST",
+      path: `/v1/customers/${customer.id}/balance_transactions`,
+      key: `credit-adjust:${pi.id}:dispute*`,
+      times: 1,
+    });
     const { id: disputeId } = await emu<{ id: string }>(`/payment_intents/${pi.id}/dispute`, {});
     await deliver(await lastEvent("charge.dispute.created", pi.id));
     await waitForObject(pi.id, (i) => i.adjustments.some((a) => a.state === "needs_attention"));
@@ -148,7 +154,13 @@ describe("refused reversals never bend the arithmetic", () => {
     await deliver(await lastEvent("charge.dispute.created", pi.id));
     await waitForObject(pi.id, (i) => i.adjustments.some((a) => a.kind === "dispute" && a.state === "done"));
 
-    const refuse = await addFault({ kind: "error_400", method: "POST", path: `/v1/customers/${customer.id}/balance_transactions`, key: `credit-adjust:${pi.id}:restore*`, times: 1 });
+    const refuse = await addFault({
+      kind: "error_400",
+      method: "POST",
+      path: `/v1/customers/${customer.id}/balance_transactions`,
+      key: `credit-adjust:${pi.id}:restore*`,
+      times: 1,
+    });
     await emu(`/disputes/${disputeId}/close`, { status: "won" });
     await deliver(await lastEvent("charge.dispute.closed", pi.id));
     await waitForObject(pi.id, (i) => i.adjustments.some((a) => a.kind === "restore" && a.state === "needs_attention"));
@@ -164,7 +176,9 @@ describe("refused reversals never bend the arithmetic", () => {
     expect(now.adjustments.some((a) => a.kind === "refund")).toBe(false);
 
     // Listed for an operator while the restoration needs one.
-    const listed = await json<{ data: { payment_intent_id: string; state: string }[] }>(await call("/operator/credits?limit=200", { headers: operatorHeaders }));
+    const listed = await json<{ data: { payment_intent_id: string; state: string }[] }>(
+      await call("/operator/credits?limit=200", { headers: operatorHeaders }),
+    );
     expect(listed.data.find((e) => e.payment_intent_id === pi.id)?.state).toBe("reversal_needs_attention");
 
     const retry = await call(`/operator/credits/${pi.id}/retry`, { method: "POST", headers: operatorHeaders });
@@ -205,7 +219,13 @@ describe("one attempt at a time", () => {
     const { customer, pi, token } = await paidTopUp(700);
     // The credit is refused once; the mark (sent alongside) is slow, so the attempt is still
     // running when the operator presses retry.
-    const refuse = await addFault({ kind: "error_400", method: "POST", path: `/v1/customers/${customer.id}/balance_transactions`, key: `credit-tx:${pi.id}`, times: 1 });
+    const refuse = await addFault({
+      kind: "error_400",
+      method: "POST",
+      path: `/v1/customers/${customer.id}/balance_transactions`,
+      key: `credit-tx:${pi.id}`,
+      times: 1,
+    });
     await emu("/latency", { ms: 400, method: "POST", path: `/v1/payment_intents/${pi.id}` });
     try {
       const browser = confirm(token, pi.id).then(answerOf);
@@ -227,7 +247,13 @@ describe("one attempt at a time", () => {
 describe("the mark never outlives a refused credit", () => {
   it("Stripe refuses the credit: the PI is unmarked and the record needs an operator", async () => {
     const { customer, pi, token } = await paidTopUp(650);
-    const refuse = await addFault({ kind: "error_400", method: "POST", path: `/v1/customers/${customer.id}/balance_transactions`, key: `credit-tx:${pi.id}*`, times: 1 });
+    const refuse = await addFault({
+      kind: "error_400",
+      method: "POST",
+      path: `/v1/customers/${customer.id}/balance_transactions`,
+      key: `credit-tx:${pi.id}*`,
+      times: 1,
+    });
     const answer = await answerOf(await confirm(token, pi.id));
     await removeFault(refuse);
     expect(answer).toMatchObject({ status: 409, code: "credit_needs_attention" });
@@ -239,8 +265,21 @@ describe("the mark never outlives a refused credit", () => {
 
   it("the withdrawal fails: retried from the alarm until the PI is unmarked", async () => {
     const { customer, pi, token } = await paidTopUp(660);
-    const refuse = await addFault({ kind: "error_400", method: "POST", path: `/v1/customers/${customer.id}/balance_transactions`, key: `credit-tx:${pi.id}*`, times: 1 });
-    const unmark = await addFault({ kind: "error_500", saved: false, method: "POST", path: `/v1/payment_intents/${pi.id}`, key: `credit-unmark:${pi.id}*`, times: 3 });
+    const refuse = await addFault({
+      kind: "error_400",
+      method: "POST",
+      path: `/v1/customers/${customer.id}/balance_transactions`,
+      key: `credit-tx:${pi.id}*`,
+      times: 1,
+    });
+    const unmark = await addFault({
+      kind: "error_500",
+      saved: false,
+      method: "POST",
+      path: `/v1/payment_intents/${pi.id}`,
+      key: `credit-unmark:${pi.id}*`,
+      times: 3,
+    });
     expect((await answerOf(await confirm(token, pi.id))).code).toBe("credit_needs_attention");
     await removeFault(refuse);
     await removeFault(unmark);
@@ -264,9 +303,13 @@ describe("an operator's retry assesses a stored refusal again", () => {
     // The operator admits the older server's top-ups (in this object's memory only: bindings
     // are fixed for the whole run), then retries.
     await runInDurableObject(piObject(pi.id), (instance: PaymentIntentObject) => {
-      Object.assign(instance, { env: { ...env, LEGACY_TOPUP_METADATA: "source=old-server", LEGACY_TOPUP_CREATED_BEFORE: String(Math.floor(Date.now() / 1000) + 3600) } });
+      Object.assign(instance, {
+        env: { ...env, LEGACY_TOPUP_METADATA: "source=old-server", LEGACY_TOPUP_CREATED_BEFORE: String(Math.floor(Date.now() / 1000) + 3600) },
+      });
     });
-    const retry = await json<{ result: { ok: boolean; status?: string } }>(await call(`/operator/credits/${pi.id}/retry`, { method: "POST", headers: operatorHeaders }));
+    const retry = await json<{ result: { ok: boolean; status?: string } }>(
+      await call(`/operator/credits/${pi.id}/retry`, { method: "POST", headers: operatorHeaders }),
+    );
     expect(retry.result).toMatchObject({ ok: true, status: "credited" });
     expect(await ledgerAmounts(customer.id, pi.id)).toEqual([-1800]);
   });

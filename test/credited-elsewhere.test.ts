@@ -4,7 +4,20 @@
 
 import { describe, expect, it } from "vitest";
 import { TEST_BINDINGS } from "./bindings.js";
-import { call, confirm, createCustomer, createPaymentIntent, json, ledgerFor, legacyCredit, newAccountId, piObject, stripeRequests, tokenFor, topUpMetadata } from "./helpers.js";
+import {
+  call,
+  confirm,
+  createCustomer,
+  createPaymentIntent,
+  json,
+  ledgerFor,
+  legacyCredit,
+  newAccountId,
+  piObject,
+  stripeRequests,
+  tokenFor,
+  topUpMetadata,
+} from "./helpers.js";
 
 async function setup(amount: number) {
   const accountId = newAccountId();
@@ -67,7 +80,9 @@ describe("credited elsewhere", () => {
     expect(await ledgerFor(customer.id, pi.id)).toHaveLength(0);
 
     const legacyId = await legacyCredit(customer.id, pi.id, 3000);
-    const fixed = await json<{ record: { state: string; balance_transaction_id: string } }>(await call(`/operator/credits/${pi.id}/retry`, { method: "POST", headers: auth }));
+    const fixed = await json<{ record: { state: string; balance_transaction_id: string } }>(
+      await call(`/operator/credits/${pi.id}/retry`, { method: "POST", headers: auth }),
+    );
     expect(fixed.record).toMatchObject({ state: "credited", balance_transaction_id: legacyId });
     expect(await ledgerFor(customer.id, pi.id)).toHaveLength(1);
     expect((await json(await confirm(token, pi.id))).status).toBe("already_credited");

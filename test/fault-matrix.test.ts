@@ -37,11 +37,22 @@ import {
 
 type Entry = "browser" | "webhook";
 type CallName = "read PI" | "mark" | "credit write" | "ledger list";
-type FaultName = "500 before apply" | "applied then dropped" | "429" | "409 in use" | "hang past timeout" | "500 ×5" | "dropped ×5" | "replayed 500" | "key expired";
+type FaultName =
+  "500 before apply" | "applied then dropped" | "429" | "409 in use" | "hang past timeout" | "500 ×5" | "dropped ×5" | "replayed 500" | "key expired";
 
 const ENTRIES: Entry[] = ["browser", "webhook"];
 const CALLS: CallName[] = ["read PI", "mark", "credit write", "ledger list"];
-const FAULTS: FaultName[] = ["500 before apply", "applied then dropped", "429", "409 in use", "hang past timeout", "500 ×5", "dropped ×5", "replayed 500", "key expired"];
+const FAULTS: FaultName[] = [
+  "500 before apply",
+  "applied then dropped",
+  "429",
+  "409 in use",
+  "hang past timeout",
+  "500 ×5",
+  "dropped ×5",
+  "replayed 500",
+  "key expired",
+];
 
 interface Target {
   method: "GET" | "POST";
@@ -89,7 +100,10 @@ function plainRules(fault: Exclude<FaultName, "replayed 500" | "key expired">, t
 }
 
 /** Applied, answer lost, the SDK's retry refused (the 429 fires on the key's second request): outcome unknown. */
-const unknownOutcome = (write: Target) => [{ ...at(write), kind: "drop", times: 1 }, { ...at(write), kind: "rate_limit", every: 2, times: 1 }];
+const unknownOutcome = (write: Target) => [
+  { ...at(write), kind: "drop", times: 1 },
+  { ...at(write), kind: "rate_limit", every: 2, times: 1 },
+];
 
 /**
  * The fault rules of one cell. A read (PI or ledger) carries no Idempotency-Key, so "replayed
@@ -220,7 +234,9 @@ async function runCell(entry: Entry, callName: CallName, fault: FaultName): Prom
   await expectCreditedOnce(pi.id, customer.id, amount, d.answers);
   await expectNotListed(pi.id);
   // Every rule of the cell fired at least once: no cell passes without meeting its fault.
-  const mine = (await emu<{ data: { key: string | null; path: string; kind: string; fired: number }[] }>("/faults")).data.filter((r) => r.path.includes(pi.id) || r.path.includes(customer.id));
+  const mine = (await emu<{ data: { key: string | null; path: string; kind: string; fired: number }[] }>("/faults")).data.filter(
+    (r) => r.path.includes(pi.id) || r.path.includes(customer.id),
+  );
   expect(mine.length).toBeGreaterThan(0);
   for (const r of mine) expect(r.fired, `${r.kind} ${r.path} ${r.key ?? ""}`).toBeGreaterThan(0);
 
@@ -284,7 +300,9 @@ describe.concurrent("the credit-tx:{pi}:{n} keys under faults", () => {
     const answers = await settle(pi.id, token, []);
     await expectCreditedOnce(pi.id, customer.id, 2500, answers);
     expect(await creditKeysSent(pi.id)).toEqual([`credit-tx:${pi.id}`, `credit-tx:${pi.id}:2`]);
-    expect((await piObject(pi.id).inspect()).journal.some((j) => j.step === "credit" && j.outcome === "recorded" && (j.detail ?? "").startsWith("ledger"))).toBe(true);
+    expect(
+      (await piObject(pi.id).inspect()).journal.some((j) => j.step === "credit" && j.outcome === "recorded" && (j.detail ?? "").startsWith("ledger")),
+    ).toBe(true);
     further.set(":2 applied under a saved 500", `ok ${trail(answers)}, keys 1,2, found in ledger`);
   });
 
@@ -338,7 +356,11 @@ describe.concurrent("a permanent refusal (400 on the credit write)", () => {
 });
 
 describe.concurrent("ledgers longer than a page", () => {
-  for (const [count, entry] of [[250, "browser"], [250, "webhook"], [2100, "browser"]] as const) {
+  for (const [count, entry] of [
+    [250, "browser"],
+    [250, "webhook"],
+    [2100, "browser"],
+  ] as const) {
     it(`an applied-then-dropped credit write, then ${count} unrelated entries in front of it (${entry}): found, not written again`, async () => {
       const label = `${count} newer entries (${entry})`;
       further.set(label, "FAILED");
@@ -357,7 +379,9 @@ describe.concurrent("ledgers longer than a page", () => {
       await removeFault(blind);
       await d.finish();
       await expectCreditedOnce(pi.id, customer.id, 2800, d.answers);
-      const pages = (await stripeRequests({ method: "GET", path: `/v1/customers/${customer.id}/balance_transactions` })).filter((r) => r.fault === null && r.status === 200).length;
+      const pages = (await stripeRequests({ method: "GET", path: `/v1/customers/${customer.id}/balance_transactions` })).filter(
+        (r) => r.fault === null && r.status === 200,
+      ).length;
       expect(pages).toBeGreaterThanOrEqual(Math.ceil(count / 100));
       expect(await creditKeysSent(pi.id)).toEqual([`credit-tx:${pi.id}`]);
       further.set(label, `ok, ${pages} ledger pages read`);

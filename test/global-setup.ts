@@ -7,7 +7,11 @@ import { startEmulator } from "./emulator/server.js";
 import { TEST_BINDINGS } from "./bindings.js";
 
 /** Starts an emulator, provides its URL as `key`, and returns the teardown that stops it. */
-export async function provideEmulator(project: TestProject, key: "emulatorUrl" | "limitsEmulatorUrl", options: EmulatorOptions = {}): Promise<() => Promise<void>> {
+export async function provideEmulator(
+  project: TestProject,
+  key: "emulatorUrl" | "limitsEmulatorUrl",
+  options: EmulatorOptions = {},
+): Promise<() => Promise<void>> {
   const running = await startEmulator(0, { webhookSecret: TEST_BINDINGS.STRIPE_WEBHOOK_SECRET, ...options });
   project.provide(key, running.url);
   return () => running.close();

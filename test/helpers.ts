@@ -53,7 +53,15 @@ export function createCustomer(accountId: string): Promise<Customer> {
  * A PaymentIntent created directly in the emulator, succeeded unless `status` says otherwise.
  * It is a top-up (creditable) only with `topUpMetadata` in its metadata.
  */
-export function createPaymentIntent(fields: { customer?: string; amount?: number; currency?: string; status?: string; livemode?: boolean; metadata?: Record<string, string>; amount_received?: number }): Promise<PaymentIntent> {
+export function createPaymentIntent(fields: {
+  customer?: string;
+  amount?: number;
+  currency?: string;
+  status?: string;
+  livemode?: boolean;
+  metadata?: Record<string, string>;
+  amount_received?: number;
+}): Promise<PaymentIntent> {
   return emu<PaymentIntent>("/payment_intents", { amount: 1000, currency: "usd", ...fields });
 }
 
@@ -71,9 +79,17 @@ export async function paidTopUp(amount = 1000) {
 }
 
 /** An HS256 token for `accountId`, valid for an hour unless `claims` say otherwise. */
-export async function tokenFor(accountId: string, claims: { exp?: number; nbf?: number; iat?: number } = {}, secret: string = TEST_BINDINGS.AUTH_JWT_SECRET): Promise<string> {
+export async function tokenFor(
+  accountId: string,
+  claims: { exp?: number; nbf?: number; iat?: number } = {},
+  secret: string = TEST_BINDINGS.AUTH_JWT_SECRET,
+): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
-  const jwt = new SignJWT({}).setProtectedHeader({ alg: "HS256", typ: "JWT" }).setSubject(accountId).setIssuedAt(claims.iat ?? now).setExpirationTime(claims.exp ?? now + 3600);
+  const jwt = new SignJWT({})
+    .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+    .setSubject(accountId)
+    .setIssuedAt(claims.iat ?? now)
+    .setExpirationTime(claims.exp ?? now + 3600);
   if (claims.nbf !== undefined) jwt.setNotBefore(claims.nbf);
   return jwt.sign(new TextEncoder().encode(secret));
 }
@@ -106,7 +122,7 @@ export interface RequestRecord {
 /** The emulator's log of requests whose path matches `pathGlob` (`*` within a segment, `**` across). */
 export async function stripeRequests(filter: { path?: string; key?: string; method?: string }): Promise<RequestRecord[]> {
   const q = new URLSearchParams(filter as Record<string, string>);
-  return (await emu<{ data: RequestRecord[] }>(`/requests?${q}`)).data;
+  return (await emu<{ data: RequestRecord[] }>(`/requests?${q.toString()}`)).data;
 }
 
 /** Every request the emulator saw about one PaymentIntent and its customer. */
@@ -155,7 +171,7 @@ export async function slowStripe(paymentIntentId: string, customerId: string, ms
 
 /** Reads a JSON response body. */
 export async function json<T = Record<string, unknown>>(res: Response): Promise<T> {
-  return (await res.json()) as T;
+  return await res.json();
 }
 
 /** One answer to a confirm, reduced to what consistency checks need. */
@@ -168,7 +184,12 @@ export interface Answer {
 
 export async function answerOf(res: Response): Promise<Answer> {
   const body = await json<{ status?: string; balance_transaction_id?: string; error?: { code: string } }>(res);
-  return { status: res.status, code: body.status ?? body.error?.code ?? "?", txId: body.balance_transaction_id ?? null, retryAfter: res.headers.get("retry-after") };
+  return {
+    status: res.status,
+    code: body.status ?? body.error?.code ?? "?",
+    txId: body.balance_transaction_id ?? null,
+    retryAfter: res.headers.get("retry-after"),
+  };
 }
 
 /** The PaymentIntent object of `paymentIntentId`. */
@@ -197,7 +218,7 @@ export async function stripePaymentIntent(paymentIntentId: string): Promise<Paym
   const res = await fetch(`${env.STRIPE_API_BASE}/v1/payment_intents/${paymentIntentId}`, {
     headers: { authorization: `Bearer ${TEST_BINDINGS.STRIPE_SECRET_KEY}` },
   });
-  return (await res.json()) as PaymentIntent;
+  return res.json<PaymentIntent>();
 }
 
 /**
@@ -250,7 +271,7 @@ export async function payWithTestCard(paymentIntentId: string, paymentMethod = "
     headers: { authorization: `Bearer ${TEST_BINDINGS.STRIPE_SECRET_KEY}`, "content-type": "application/x-www-form-urlencoded" },
     body: new URLSearchParams({ payment_method: paymentMethod }),
   });
-  return (await res.json()) as PaymentIntent;
+  return res.json<PaymentIntent>();
 }
 
 /** A new account that created a top-up through the service and paid it. */
@@ -298,7 +319,8 @@ export async function waitForObject(paymentIntentId: string, done: (i: Inspectio
   const deadline = Date.now() + timeoutMs;
   let last = await piObject(paymentIntentId).inspect();
   while (!done(last)) {
-    if (Date.now() > deadline) throw new Error(`PaymentIntent ${paymentIntentId} never settled: ${JSON.stringify({ record: last.record, adjustments: last.adjustments })}`);
+    if (Date.now() > deadline)
+      throw new Error(`PaymentIntent ${paymentIntentId} never settled: ${JSON.stringify({ record: last.record, adjustments: last.adjustments })}`);
     if (!(await runDurableObjectAlarm(piObject(paymentIntentId)))) await new Promise((r) => setTimeout(r, 25));
     last = await piObject(paymentIntentId).inspect();
   }
@@ -331,7 +353,7 @@ export async function legacyCredit(customerId: string, paymentIntentId: string, 
     headers: { authorization: `Bearer ${TEST_BINDINGS.STRIPE_SECRET_KEY}`, "content-type": "application/x-www-form-urlencoded" },
     body: new URLSearchParams({ amount: String(-amount), currency: "usd", description: "legacy top-up", "metadata[payment_intent]": paymentIntentId }),
   });
-  return ((await res.json()) as { id: string }).id;
+  return (await res.json<{ id: string }>()).id;
 }
 
 /** Ledger entries for `paymentIntentId`, as amounts in Stripe's sign (negative = credit), oldest first. */

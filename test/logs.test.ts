@@ -40,11 +40,22 @@ describe("structured logs", () => {
     expect(lines.filter((l) => l.event === "credited" && l.payment_intent === paid.pi.id)).toHaveLength(1);
     // The browser's attempt is described by its confirm line alone: one line per outcome.
     expect(lines.filter((l) => l.event === "credit_attempt" && l.payment_intent === paid.pi.id)).toHaveLength(0);
-    expect(lines.find((l) => l.event === "webhook" && l.payment_intent === paid.pi.id)).toMatchObject({ type: "payment_intent.succeeded", outcome: "accepted" });
+    expect(lines.find((l) => l.event === "webhook" && l.payment_intent === paid.pi.id)).toMatchObject({
+      type: "payment_intent.succeeded",
+      outcome: "accepted",
+    });
     expect(lines.find((l) => l.event === "top_up" && l.account === accountId)).toMatchObject({ outcome: "created", amount: 1500 });
 
     const everything = log.raw().join("\n");
-    for (const secret of [token, paid.token, created.client_secret, TEST_BINDINGS.AUTH_JWT_SECRET, TEST_BINDINGS.STRIPE_SECRET_KEY, TEST_BINDINGS.STRIPE_WEBHOOK_SECRET, TEST_BINDINGS.OPERATOR_TOKEN]) {
+    for (const secret of [
+      token,
+      paid.token,
+      created.client_secret,
+      TEST_BINDINGS.AUTH_JWT_SECRET,
+      TEST_BINDINGS.STRIPE_SECRET_KEY,
+      TEST_BINDINGS.STRIPE_WEBHOOK_SECRET,
+      TEST_BINDINGS.OPERATOR_TOKEN,
+    ]) {
       expect(everything).not.toContain(secret);
     }
   });

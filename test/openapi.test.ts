@@ -30,7 +30,14 @@ describe("/openapi.json", () => {
       .map((r) => `${r.method} ${r.path.replace(/\/$/, "")}`);
     expect(new Set(documented)).toEqual(new Set(served));
     expect(documented.sort()).toEqual(
-      ["GET /billing/balance", "GET /billing/transactions", "GET /healthz", "POST /billing/confirm_payment", "POST /billing/top_ups", "POST /stripe/webhook"].sort(),
+      [
+        "GET /billing/balance",
+        "GET /billing/transactions",
+        "GET /healthz",
+        "POST /billing/confirm_payment",
+        "POST /billing/top_ups",
+        "POST /stripe/webhook",
+      ].sort(),
     );
   });
 
@@ -38,7 +45,10 @@ describe("/openapi.json", () => {
     const doc = await loadDoc();
     for (const [path, ops] of Object.entries(doc.paths)) {
       for (const [method, op] of Object.entries(ops)) {
-        const res = await call(path, { method: method.toUpperCase(), ...(method === "post" ? { headers: { "content-type": "application/json" }, body: "{}" } : {}) });
+        const res = await call(path, {
+          method: method.toUpperCase(),
+          ...(method === "post" ? { headers: { "content-type": "application/json" }, body: "{}" } : {}),
+        });
         expect(Object.keys(op.responses), `${method} ${path} answered ${res.status}`).toContain(String(res.status));
       }
     }

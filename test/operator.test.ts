@@ -6,7 +6,23 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { buildApp } from "../src/app.js";
 import { TEST_BINDINGS } from "./bindings.js";
-import { addFault, call, confirm, deliver, emu, eventsFor, json, ledgerFor, paidThroughService, paidTopUp, piObject, removeFault, settledCredit, tokenFor, waitForObject } from "./helpers.js";
+import {
+  addFault,
+  call,
+  confirm,
+  deliver,
+  emu,
+  eventsFor,
+  json,
+  ledgerFor,
+  paidThroughService,
+  paidTopUp,
+  piObject,
+  removeFault,
+  settledCredit,
+  tokenFor,
+  waitForObject,
+} from "./helpers.js";
 
 const auth = { authorization: `Bearer ${TEST_BINDINGS.OPERATOR_TOKEN}` };
 
@@ -46,12 +62,16 @@ describe("operator routes", () => {
     expect(entry?.retry_count).toBe(1);
     expect(Date.parse(entry?.next_retry_at ?? "")).toBeGreaterThan(Date.now());
 
-    const detail = await json<{ record: { state: string }; journal: { step: string; outcome: string }[] }>(await call(`/operator/credits/${pi.id}`, { headers: auth }));
+    const detail = await json<{ record: { state: string }; journal: { step: string; outcome: string }[] }>(
+      await call(`/operator/credits/${pi.id}`, { headers: auth }),
+    );
     expect(detail.record.state).toBe("verified");
     expect(detail.journal.some((j) => j.step === "credit" && j.outcome === "ambiguous")).toBe(true);
 
     await removeFault(rule);
-    const retried = await json<{ result: { ok: boolean }; record: { state: string } }>(await call(`/operator/credits/${pi.id}/retry`, { method: "POST", headers: auth }));
+    const retried = await json<{ result: { ok: boolean }; record: { state: string } }>(
+      await call(`/operator/credits/${pi.id}/retry`, { method: "POST", headers: auth }),
+    );
     expect(retried.result.ok).toBe(true);
     expect(retried.record.state).toBe("credited");
     expect(await ledgerFor(customer.id, pi.id)).toHaveLength(1);
@@ -66,7 +86,12 @@ describe("operator routes", () => {
     ["a wrong token", async (): Promise<Record<string, string>> => ({ authorization: "Bearer op_wrong" })],
   ])("refuse %s with 401", async (_, headers) => {
     const h = await headers();
-    for (const [path, method] of [["/operator/credits", "GET"], ["/operator/credits/pi_123", "GET"], ["/operator/credits/pi_123/retry", "POST"], ["/operator/events", "GET"]] as const) {
+    for (const [path, method] of [
+      ["/operator/credits", "GET"],
+      ["/operator/credits/pi_123", "GET"],
+      ["/operator/credits/pi_123/retry", "POST"],
+      ["/operator/events", "GET"],
+    ] as const) {
       const res = await call(path, { method, headers: h });
       expect(res.status).toBe(401);
       expect((await json<{ error: { code: string } }>(res)).error.code).toBe("unauthenticated");
@@ -78,7 +103,13 @@ describe("operator routes", () => {
     expect((await confirm(token, pi.id)).status).toBe(200);
     await waitForObject(pi.id, settledCredit);
     // Stripe refuses every reversal write for this PI (a permanent 400), whatever the key.
-    const rule = await addFault({ kind: "error_400", method: "POST", path: `/v1/customers/${customerId}/balance_transactions`, key: `credit-adjust:${pi.id}*`, times: 1000 });
+    const rule = await addFault({
+      kind: "error_400",
+      method: "POST",
+      path: `/v1/customers/${customerId}/balance_transactions`,
+      key: `credit-adjust:${pi.id}*`,
+      times: 1000,
+    });
     try {
       await emu(`/payment_intents/${pi.id}/refund`, { amount: 500 });
       const [refunded] = await eventsFor("charge.refunded", pi.id);
@@ -109,7 +140,11 @@ describe("operator routes", () => {
   });
 
   it("are disabled (403) when no operator token is configured", async () => {
-    const res = await buildApp().fetch(new Request("https://billing.test/operator/credits", { headers: auth }), { ...env, OPERATOR_TOKEN: "" }, createExecutionContext());
+    const res = await buildApp().fetch(
+      new Request("https://billing.test/operator/credits", { headers: auth }),
+      { ...env, OPERATOR_TOKEN: "" },
+      createExecutionContext(),
+    );
     expect(res.status).toBe(403);
   });
 
@@ -119,7 +154,10 @@ describe("operator routes", () => {
   });
 
   it("give no CORS grant, even to an allowed origin", async () => {
-    const res = await call("/operator/credits", { method: "OPTIONS", headers: { origin: TEST_BINDINGS.ALLOWED_ORIGINS, "access-control-request-method": "GET" } });
+    const res = await call("/operator/credits", {
+      method: "OPTIONS",
+      headers: { origin: TEST_BINDINGS.ALLOWED_ORIGINS, "access-control-request-method": "GET" },
+    });
     expect(res.headers.get("access-control-allow-origin")).toBeNull();
   });
 });

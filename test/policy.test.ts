@@ -28,7 +28,13 @@ const withLegacy: CreditRules = { ...rules, legacy: { key: "source", value: "old
 
 describe("assessPaymentIntent", () => {
   it("credits a marked top-up of the owner's customer in an accepted currency", () => {
-    expect(assessPaymentIntent(topUp(), "cus_owner", rules)).toEqual({ ok: true, customer: "cus_owner", amount: 1000, currency: "usd", creditedElsewhere: false });
+    expect(assessPaymentIntent(topUp(), "cus_owner", rules)).toEqual({
+      ok: true,
+      customer: "cus_owner",
+      amount: 1000,
+      currency: "usd",
+      creditedElsewhere: false,
+    });
     // The webhook and the object act for the PI's own customer.
     expect(assessPaymentIntent(topUp({ customer: { id: "cus_owner" } }), null, rules)).toMatchObject({ ok: true, customer: "cus_owner" });
   });
@@ -48,7 +54,12 @@ describe("assessPaymentIntent", () => {
     ["a fractional amount", { amount_received: 10.5 }, "zero_amount"],
     ["live mode under a test key", { livemode: true }, "livemode_mismatch"],
   ])("refuses %s as not creditable (%s)", (_, fields, reason) => {
-    expect(assessPaymentIntent(topUp(fields), null, rules)).toEqual({ ok: false, refusal: "not_creditable", reason, customer: fields.customer === undefined ? "cus_owner" : null });
+    expect(assessPaymentIntent(topUp(fields), null, rules)).toEqual({
+      ok: false,
+      refusal: "not_creditable",
+      reason,
+      customer: fields.customer === undefined ? "cus_owner" : null,
+    });
   });
 
   it("keeps its order: owner, then status, then no_customer, zero_amount, livemode, not_a_top_up, currency", () => {
@@ -81,11 +92,17 @@ describe("assessPaymentIntent", () => {
     expect(legacy(CUTOFF - 1, { source: "other" })).toMatchObject({ ok: false, reason: "not_a_top_up" });
     expect(legacy(CUTOFF - 1, {})).toMatchObject({ ok: false, reason: "not_a_top_up" });
     // Off: the same PaymentIntent is not a top-up.
-    expect(assessPaymentIntent(topUp({ created: CUTOFF - 1, metadata: { source: "old-server" } }), null, rules)).toMatchObject({ ok: false, reason: "not_a_top_up" });
+    expect(assessPaymentIntent(topUp({ created: CUTOFF - 1, metadata: { source: "old-server" } }), null, rules)).toMatchObject({
+      ok: false,
+      reason: "not_a_top_up",
+    });
     // Our own marker needs no cutoff.
     expect(assessPaymentIntent(topUp({ created: CUTOFF + 1_000_000 }), null, withLegacy).ok).toBe(true);
     // A legacy top-up still has to be in an accepted currency.
-    expect(assessPaymentIntent(topUp({ created: CUTOFF - 1, metadata: { source: "old-server" }, currency: "eur" }), null, withLegacy)).toMatchObject({ ok: false, reason: "currency_not_accepted" });
+    expect(assessPaymentIntent(topUp({ created: CUTOFF - 1, metadata: { source: "old-server" }, currency: "eur" }), null, withLegacy)).toMatchObject({
+      ok: false,
+      reason: "currency_not_accepted",
+    });
   });
 });
 
@@ -128,7 +145,10 @@ describe("parseLegacyTopUps", () => {
   });
 
   it("splits key=value at the first '=' (a value may hold '=')", () => {
-    expect(parseLegacyTopUps({ LEGACY_TOPUP_METADATA: "topup=a=b", LEGACY_TOPUP_CREATED_BEFORE: "1" })).toEqual({ ok: true, legacy: { key: "topup", value: "a=b", createdBefore: 1 } });
+    expect(parseLegacyTopUps({ LEGACY_TOPUP_METADATA: "topup=a=b", LEGACY_TOPUP_CREATED_BEFORE: "1" })).toEqual({
+      ok: true,
+      legacy: { key: "topup", value: "a=b", createdBefore: 1 },
+    });
   });
 
   it.each<[string, { LEGACY_TOPUP_METADATA?: string; LEGACY_TOPUP_CREATED_BEFORE?: string }]>([

@@ -146,14 +146,17 @@ describe("evicted between protocol steps", () => {
   it("after the intent is recorded and the mark failed, before the credit: the retry alarm finishes it", async () => {
     const amount = 2468;
     const { customer, pi, token } = await paidTopUp(amount);
-    // Mark fails three times (the SDK's tries), the credit write cannot be reached either.
-    await emu("/faults", { kind: "error_500", saved: false, key: `credit-mark:${pi.id}`, times: 3 });
-    await emu("/faults", { kind: "rate_limit", key: `credit-tx:${pi.id}`, times: 1 });
+    // The mark fails (every try of the SDK's) and the credit write cannot be reached either, for
+    // long enough that a retry alarm firing on its own before the eviction fails the same way.
+    const markFault = await addFault({ kind: "error_500", saved: false, key: `credit-mark:${pi.id}*`, times: 30 });
+    const creditFault = await addFault({ kind: "rate_limit", key: `credit-tx:${pi.id}`, times: 10 });
     const answers = [await answerOf(await confirm(token, pi.id))];
     expect(answers[0]?.status).toBe(503);
     const { record } = await piObject(pi.id).inspect();
     expect(record?.state).toBe("verified");
     expect(record?.mark_state).toBe("pending");
+    await removeFault(markFault);
+    await removeFault(creditFault);
 
     await evictDurableObject(piObject(pi.id));
     answers.push(...(await recoverConcurrently(pi.id, token)));
@@ -165,6 +168,9 @@ describe("evicted between protocol steps", () => {
     const amount = 1357;
     const { customer, pi, token } = await paidTopUp(amount);
     await emu("/faults", { kind: "error_500", key: `credit-mark:${pi.id}`, times: 1 });
+    // The alarm armed by the credit may fire before the eviction: its first fresh key fails too
+    // (each of the SDK's tries), so the mark is still pending when the object is evicted.
+    await emu("/faults", { kind: "error_500", saved: false, key: `credit-mark:${pi.id}:2`, times: 3 });
     const answers = [await answerOf(await confirm(token, pi.id))];
     expect(answers[0]?.status).toBe(200);
     expect((await piObject(pi.id).inspect()).record?.mark_state).toBe("pending");
@@ -189,7 +195,9 @@ describe("a flaky Stripe", () => {
     const answers = await Promise.all(Array.from({ length: 100 }, async () => answerOf(await confirm(token, pi.id))));
     expect(answers.every((a) => a.status === 200 || a.status === 503)).toBe(true);
     await settle(pi.id, token, answers);
-    const failed = (await stripeRequests({ path: `/v1/**` })).filter((r) => r.fault === "error_500" && (r.path.includes(pi.id) || r.path.includes(customer.id)));
+    const failed = (await stripeRequests({ path: `/v1/**` })).filter(
+      (r) => r.fault === "error_500" && (r.path.includes(pi.id) || r.path.includes(customer.id)),
+    );
     expect(failed.length).toBeGreaterThan(0);
     // Stop failing before the test reads Stripe itself.
     await removeFault(rule);
@@ -474,5 +482,9 @@ describe("a crash during an adoption (a PI credited elsewhere)", () => {
 
 afterAll(() => {
   if (crashTable.size === 0) return;
-  console.log(["", "Crash at every await: ends in the right ledger entries after alarms", ...[...crashTable.entries()].map(([k, v]) => `${k.padEnd(92)}${v}`), ""].join("\n"));
+  console.log(
+    ["", "Crash at every await: ends in the right ledger entries after alarms", ...[...crashTable.entries()].map(([k, v]) => `${k.padEnd(92)}${v}`), ""].join(
+      "\n",
+    ),
+  );
 });

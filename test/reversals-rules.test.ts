@@ -14,7 +14,11 @@ function record(planned: PlannedAdjustment[], result: WriteResult | ((a: Planned
   return planned.map((a, i) => ({ ...a, state: typeof result === "function" ? result(a, i) : result }));
 }
 
-const net = (credited: number, adjustments: AdjustmentState[]) => netOf(credited, adjustments.filter((a) => a.state === "done"));
+const net = (credited: number, adjustments: AdjustmentState[]) =>
+  netOf(
+    credited,
+    adjustments.filter((a) => a.state === "done"),
+  );
 const dispute = (id: string, amount: number, status: DisputeState["status"]): DisputeState => ({ dispute_id: id, amount, status });
 
 describe("missingAdjustments: examples", () => {
@@ -35,7 +39,9 @@ describe("missingAdjustments: examples", () => {
 
   it("a refund larger than what is left takes back only what is left", () => {
     const disputed = record(missingAdjustments(1000, 0, [dispute("dp_1", 600, "open")], []), "done");
-    expect(missingAdjustments(1000, 1000, [dispute("dp_1", 600, "open")], disputed)).toEqual([{ operation: "refund:400", kind: "refund", direction: "debit", amount: 400, dispute_id: null }]);
+    expect(missingAdjustments(1000, 1000, [dispute("dp_1", 600, "open")], disputed)).toEqual([
+      { operation: "refund:400", kind: "refund", direction: "debit", amount: 400, dispute_id: null },
+    ]);
   });
 
   it("a won dispute gives back what its written debit took, which makes room for a capped refund", () => {
@@ -48,7 +54,9 @@ describe("missingAdjustments: examples", () => {
     expect(restore).toEqual([{ operation: "restore:dp_1", kind: "restore", direction: "credit", amount: 600, dispute_id: "dp_1" }]);
     planned = [...planned, ...record(restore, "done")];
     // Only once the restoration is written is there room for the rest of the refund.
-    expect(missingAdjustments(1000, 1000, [won], planned)).toEqual([{ operation: "refund:1000", kind: "refund", direction: "debit", amount: 600, dispute_id: null }]);
+    expect(missingAdjustments(1000, 1000, [won], planned)).toEqual([
+      { operation: "refund:1000", kind: "refund", direction: "debit", amount: 600, dispute_id: null },
+    ]);
   });
 
   it("won before its creation was seen: nothing taken, nothing given back", () => {
@@ -91,10 +99,7 @@ describe("netOf", () => {
 
 /** One thing that happens to a credited PaymentIntent. */
 type Step =
-  | { kind: "refund"; by: number }
-  | { kind: "open"; amount: number }
-  | { kind: "close"; which: number; won: boolean }
-  | { kind: "retry"; which: number };
+  { kind: "refund"; by: number } | { kind: "open"; amount: number } | { kind: "close"; which: number; won: boolean } | { kind: "retry"; which: number };
 
 /** What Stripe does with the writes planned after a step: writes[i] for the i-th (written when absent). */
 interface Move {

@@ -8,7 +8,21 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { buildApp } from "../src/app.js";
 import type { Env } from "../src/env.js";
-import { authed, balanceOf, confirm, deliver, emu, eventsFor, json, ledgerFor, paidThroughService, piObject, settledCredit, stripeRequests, waitForObject } from "./helpers.js";
+import {
+  authed,
+  balanceOf,
+  confirm,
+  deliver,
+  emu,
+  eventsFor,
+  json,
+  ledgerFor,
+  paidThroughService,
+  piObject,
+  settledCredit,
+  stripeRequests,
+  waitForObject,
+} from "./helpers.js";
 
 /** Delivers every not-yet-delivered event of `type` for the PI, then lets the object act. */
 async function deliverNew(type: string, paymentIntentId: string, seen: Set<string>): Promise<void> {
@@ -137,7 +151,11 @@ describe("REVERSE_ON_REFUND=false", () => {
     const off = { ...env, REVERSE_ON_REFUND: "false" };
     for (const e of events) {
       const { payload, signature } = await emu<{ payload: string; signature: string }>(`/events/${e.id}/signed`);
-      const res = await buildApp().fetch(new Request("https://billing.test/stripe/webhook", { method: "POST", headers: { "stripe-signature": signature }, body: payload }), off, createExecutionContext());
+      const res = await buildApp().fetch(
+        new Request("https://billing.test/stripe/webhook", { method: "POST", headers: { "stripe-signature": signature }, body: payload }),
+        off,
+        createExecutionContext(),
+      );
       expect(res.status).toBe(200);
     }
     expect((await piObject(p.pi.id).inspect()).amount_refunded).toBe(0);
@@ -175,11 +193,15 @@ describe("GET /billing/transactions", () => {
     await deliverNew("charge.refunded", p.pi.id, p.seen);
     await expectNet(p, 1000, 750, [-1000, 250]);
 
-    const first = await json<{ data: { id: string; amount: number; kind: string }[]; has_more: boolean; next_cursor: string }>(await authed(p.token, "/billing/transactions?limit=1"));
+    const first = await json<{ data: { id: string; amount: number; kind: string }[]; has_more: boolean; next_cursor: string }>(
+      await authed(p.token, "/billing/transactions?limit=1"),
+    );
     expect(first.data).toHaveLength(1);
     expect(first.data[0]).toMatchObject({ amount: -250, kind: "reversal" });
     expect(first.has_more).toBe(true);
-    const second = await json<{ data: { amount: number; kind: string }[]; has_more: boolean; next_cursor: string | null }>(await authed(p.token, `/billing/transactions?limit=1&cursor=${first.next_cursor}`));
+    const second = await json<{ data: { amount: number; kind: string }[]; has_more: boolean; next_cursor: string | null }>(
+      await authed(p.token, `/billing/transactions?limit=1&cursor=${first.next_cursor}`),
+    );
     expect(second.data[0]).toMatchObject({ amount: 1000, kind: "top_up" });
     expect(second.has_more).toBe(false);
     expect(second.next_cursor).toBeNull();

@@ -44,7 +44,13 @@ describe("classifyStripeError", () => {
   it("a connection error, or anything that is not a Stripe error, may have been applied", () => {
     const connection = new Stripe.errors.StripeConnectionError({ message: "socket hang up" });
     expect(classifyStripeError(connection)).toMatchObject({ kind: "ambiguous", replayed: false, status: null });
-    expect(classifyStripeError(new TypeError("fetch failed"))).toMatchObject({ kind: "ambiguous", replayed: false, status: null, code: null, message: "TypeError: fetch failed" });
+    expect(classifyStripeError(new TypeError("fetch failed"))).toMatchObject({
+      kind: "ambiguous",
+      replayed: false,
+      status: null,
+      code: null,
+      message: "TypeError: fetch failed",
+    });
     expect(classifyStripeError("a string")).toMatchObject({ kind: "ambiguous", message: "a string" });
     expect(classifyStripeError(undefined)).toMatchObject({ kind: "ambiguous" });
   });
@@ -53,7 +59,12 @@ describe("classifyStripeError", () => {
     expect(classifyStripeError(apiError(500, { headers: { "idempotent-replayed": "true" } }))).toMatchObject({ kind: "ambiguous", replayed: true });
     expect(classifyStripeError(apiError(500, { headers: { "idempotent-replayed": "false" } }))).toMatchObject({ kind: "ambiguous", replayed: false });
     const headers = new Headers({ "Idempotent-Replayed": "true" });
-    const err = new Stripe.errors.StripeAPIError({ statusCode: 500, type: "api_error", message: "saved", headers: headers as unknown as Record<string, string> });
+    const err = new Stripe.errors.StripeAPIError({
+      statusCode: 500,
+      type: "api_error",
+      message: "saved",
+      headers: headers as unknown as Record<string, string>,
+    });
     expect(classifyStripeError(err)).toMatchObject({ kind: "ambiguous", replayed: true });
   });
 
@@ -110,16 +121,27 @@ describe("Idempotency-Keys", () => {
 
   it("property: distinct (account, client key) pairs get distinct top-up keys", async () => {
     await fc.assert(
-      fc.asyncProperty(fc.string({ maxLength: 12 }), fc.string({ maxLength: 12 }), fc.string({ maxLength: 12 }), fc.string({ maxLength: 12 }), async (a1, k1, a2, k2) => {
-        const same = a1 === a2 && k1 === k2;
-        expect((await topUpKey(a1, k1)) === (await topUpKey(a2, k2))).toBe(same);
-      }),
+      fc.asyncProperty(
+        fc.string({ maxLength: 12 }),
+        fc.string({ maxLength: 12 }),
+        fc.string({ maxLength: 12 }),
+        fc.string({ maxLength: 12 }),
+        async (a1, k1, a2, k2) => {
+          const same = a1 === a2 && k1 === k2;
+          expect((await topUpKey(a1, k1)) === (await topUpKey(a2, k2))).toBe(same);
+        },
+      ),
     );
     // The separator trick, drawn at random: moving a `:`-joined part across the boundary.
     await fc.assert(
-      fc.asyncProperty(fc.string({ minLength: 1, maxLength: 10 }), fc.string({ minLength: 1, maxLength: 10 }), fc.string({ minLength: 1, maxLength: 10 }), async (a, x, k) => {
-        expect(await topUpKey(a, `${x}:${k}`)).not.toBe(await topUpKey(`${a}:${x}`, k));
-      }),
+      fc.asyncProperty(
+        fc.string({ minLength: 1, maxLength: 10 }),
+        fc.string({ minLength: 1, maxLength: 10 }),
+        fc.string({ minLength: 1, maxLength: 10 }),
+        async (a, x, k) => {
+          expect(await topUpKey(a, `${x}:${k}`)).not.toBe(await topUpKey(`${a}:${x}`, k));
+        },
+      ),
     );
   });
 });
@@ -128,21 +150,39 @@ describe("write parameters", () => {
   const pi = "pi_3AbCdEfGhIjKlMnO";
 
   it("the credit is a negative amount (Stripe's sign for credit) tagged with the PaymentIntent only", () => {
-    expect(creditParams(pi, 1234, "usd")).toEqual({ amount: -1234, currency: "usd", description: `Prepaid credit from ${pi}`, metadata: { payment_intent: pi } });
+    expect(creditParams(pi, 1234, "usd")).toEqual({
+      amount: -1234,
+      currency: "usd",
+      description: `Prepaid credit from ${pi}`,
+      metadata: { payment_intent: pi },
+    });
   });
 
   it("a reversal debits, a restoration credits, and both name their operation", () => {
-    expect(adjustmentParams(pi, "refund:300", "debit", 300, "usd")).toMatchObject({ amount: 300, currency: "usd", metadata: { payment_intent: pi, operation: "refund:300" } });
-    expect(adjustmentParams(pi, "restore:dp_1", "credit", 500, "eur")).toMatchObject({ amount: -500, currency: "eur", metadata: { payment_intent: pi, operation: "restore:dp_1" } });
+    expect(adjustmentParams(pi, "refund:300", "debit", 300, "usd")).toMatchObject({
+      amount: 300,
+      currency: "usd",
+      metadata: { payment_intent: pi, operation: "refund:300" },
+    });
+    expect(adjustmentParams(pi, "restore:dp_1", "credit", 500, "eur")).toMatchObject({
+      amount: -500,
+      currency: "eur",
+      metadata: { payment_intent: pi, operation: "restore:dp_1" },
+    });
   });
 
   it("property: the same write gives identical parameters every time (Stripe refuses a key reused with others)", () => {
     fc.assert(
-      fc.property(fc.integer({ min: 1, max: 10_000_000 }), fc.constantFrom("debit" as const, "credit" as const), fc.constantFrom("usd", "eur"), (amount, direction, currency) => {
-        expect(adjustmentParams(pi, "op", direction, amount, currency)).toEqual(adjustmentParams(pi, "op", direction, amount, currency));
-        expect(creditParams(pi, amount, currency)).toEqual(creditParams(pi, amount, currency));
-        expect(Math.sign(adjustmentParams(pi, "op", direction, amount, currency).amount ?? 0)).toBe(direction === "debit" ? 1 : -1);
-      }),
+      fc.property(
+        fc.integer({ min: 1, max: 10_000_000 }),
+        fc.constantFrom("debit" as const, "credit" as const),
+        fc.constantFrom("usd", "eur"),
+        (amount, direction, currency) => {
+          expect(adjustmentParams(pi, "op", direction, amount, currency)).toEqual(adjustmentParams(pi, "op", direction, amount, currency));
+          expect(creditParams(pi, amount, currency)).toEqual(creditParams(pi, amount, currency));
+          expect(Math.sign(adjustmentParams(pi, "op", direction, amount, currency).amount ?? 0)).toBe(direction === "debit" ? 1 : -1);
+        },
+      ),
     );
   });
 });

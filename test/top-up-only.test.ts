@@ -92,7 +92,11 @@ describe("only top-ups are credited", () => {
     const pi = await createPaymentIntent({ customer: customer.id, metadata: { account_id: accountId, purpose: "subscription" } });
     const res = await confirm(stranger.token, pi.id);
     const body = await json<ErrorBody>(res);
-    expect({ status: res.status, code: body.error.code, reason: body.error.reason }).toEqual({ status: 404, code: "payment_intent_not_found", reason: undefined });
+    expect({ status: res.status, code: body.error.code, reason: body.error.reason }).toEqual({
+      status: 404,
+      code: "payment_intent_not_found",
+      reason: undefined,
+    });
   });
 
   it("a stranger customer's payment delivered by webhook: 200 to Stripe, no credit, remembered, and a redelivery costs no Stripe call", async () => {
@@ -157,7 +161,10 @@ describe("LEGACY_TOPUP_METADATA and LEGACY_TOPUP_CREATED_BEFORE", () => {
   it("refuses one created after the cutoff, and one whose metadata value differs", async () => {
     const { accountId, customer, token } = await account();
     const late = await createPaymentIntent({ customer: customer.id, amount: 2300, metadata: legacyMetadata(accountId) });
-    await withSettings(late.id, { LEGACY_TOPUP_METADATA: "source=old-server", LEGACY_TOPUP_CREATED_BEFORE: new Date((nowSeconds() - 3600) * 1000).toISOString() });
+    await withSettings(late.id, {
+      LEGACY_TOPUP_METADATA: "source=old-server",
+      LEGACY_TOPUP_CREATED_BEFORE: new Date((nowSeconds() - 3600) * 1000).toISOString(),
+    });
     await expectRefused(await confirm(token, late.id), "not_a_top_up");
     await expectNothingCredited(late.id, customer.id);
 

@@ -21,10 +21,10 @@ interface StripeCustomer {
 }
 
 async function customersOf(accountId: string): Promise<StripeCustomer[]> {
-  const res = await fetch(`${env.STRIPE_API_BASE}/v1/customers/search?${new URLSearchParams({ query: `metadata['account_id']:'${accountId}'` })}`, {
+  const res = await fetch(`${env.STRIPE_API_BASE}/v1/customers/search?${new URLSearchParams({ query: `metadata['account_id']:'${accountId}'` }).toString()}`, {
     headers: { authorization: `Bearer ${TEST_BINDINGS.STRIPE_SECRET_KEY}` },
   });
-  return ((await res.json()) as { data: StripeCustomer[] }).data;
+  return (await res.json<{ data: StripeCustomer[] }>()).data;
 }
 
 describe("POST /billing/top_ups", () => {
@@ -38,7 +38,11 @@ describe("POST /billing/top_ups", () => {
 
     const customers = await customersOf(accountId);
     expect(customers).toHaveLength(1);
-    const pi = (await stripePaymentIntent(body.payment_intent_id)) as unknown as { customer: string; metadata: Record<string, string>; automatic_payment_methods: { enabled: boolean } };
+    const pi = (await stripePaymentIntent(body.payment_intent_id)) as unknown as {
+      customer: string;
+      metadata: Record<string, string>;
+      automatic_payment_methods: { enabled: boolean };
+    };
     expect(pi.customer).toBe(customers[0]?.id);
     // The account and the marker that makes it a top-up (src/credit/top-up.ts), spelled out here
     // so that a change of the marker is a visible change of contract.
@@ -59,16 +63,19 @@ describe("POST /billing/top_ups", () => {
     // One creation reached Stripe: the second top-up waited for the first's, not for Stripe's key.
     expect(await stripeRequests({ method: "POST", key: `customer:${accountId}` })).toHaveLength(1);
     for (const res of [a, b]) {
-      const pi = (await stripePaymentIntent((await json<Created>(res as Response)).payment_intent_id)) as unknown as { customer: string };
+      const pi = (await stripePaymentIntent((await json<Created>(res)).payment_intent_id)) as unknown as { customer: string };
       expect(pi.customer).toBe(customers[0]?.id);
     }
   });
 
   it("a double-clicked top-up with one Idempotency-Key makes one PaymentIntent; the key with another amount is 409", async () => {
     const token = await tokenFor(newAccountId());
-    const [first, second] = await Promise.all([topUp(token, { amount: 1500, currency: "usd" }, "click-1"), topUp(token, { amount: 1500, currency: "usd" }, "click-1")]);
+    const [first, second] = await Promise.all([
+      topUp(token, { amount: 1500, currency: "usd" }, "click-1"),
+      topUp(token, { amount: 1500, currency: "usd" }, "click-1"),
+    ]);
     expect([first?.status, second?.status]).toEqual([201, 201]);
-    const ids = [(await json<Created>(first as Response)).payment_intent_id, (await json<Created>(second as Response)).payment_intent_id];
+    const ids = [(await json<Created>(first)).payment_intent_id, (await json<Created>(second)).payment_intent_id];
     expect(ids[0]).toBe(ids[1]);
 
     const other = await topUp(token, { amount: 9999, currency: "usd" }, "click-1");
@@ -124,7 +131,11 @@ describe("POST /billing/top_ups", () => {
   });
 
   it("requires a signed-in caller", async () => {
-    const res = await authed("not-a-token", "/billing/top_ups", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ amount: 1000, currency: "usd" }) });
+    const res = await authed("not-a-token", "/billing/top_ups", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ amount: 1000, currency: "usd" }),
+    });
     expect(res.status).toBe(401);
   });
 });
@@ -142,7 +153,9 @@ describe("the browser's whole path", () => {
     expect(answers.map((r) => r.status)).toEqual([200, 200]);
     expect(await balanceOf(token)).toEqual({ balance: 4200, currency: "usd" });
 
-    const ledger = await json<{ data: { amount: number; kind: string; payment_intent_id: string }[]; has_more: boolean }>(await authed(token, "/billing/transactions"));
+    const ledger = await json<{ data: { amount: number; kind: string; payment_intent_id: string }[]; has_more: boolean }>(
+      await authed(token, "/billing/transactions"),
+    );
     expect(ledger.data).toHaveLength(1);
     expect(ledger.data[0]).toMatchObject({ amount: 4200, kind: "top_up", payment_intent_id: created.payment_intent_id });
   });

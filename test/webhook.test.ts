@@ -62,8 +62,8 @@ describe("webhook fulfilment", () => {
     const [hook, ...answers] = await Promise.all([deliver(eventId), ...Array.from({ length: 20 }, async () => answerOf(await confirm(token, pi.id)))]);
     expect(hook?.status).toBe(200);
     await waitForObject(pi.id, settledCredit);
-    await settle(pi.id, token, answers as Awaited<ReturnType<typeof answerOf>>[]);
-    await expectCreditedOnce(pi.id, customer.id, 3300, answers as Awaited<ReturnType<typeof answerOf>>[]);
+    await settle(pi.id, token, answers);
+    await expectCreditedOnce(pi.id, customer.id, 3300, answers);
     expect((await stripeTraffic(pi.id, customer.id)).creditWrites).toBe(1);
   });
 
@@ -96,9 +96,9 @@ describe("webhook fulfilment", () => {
     const accountId = newAccountId();
     const customer = await createCustomer(accountId);
     const pi = await createPaymentIntent({ customer: customer.id });
-    const [charge] = (await emu<{ data: { id: string; type: string; data: { object: { payment_intent: string } } }[] }>("/events?type=charge.succeeded")).data.filter(
-      (e) => e.data.object.payment_intent === pi.id,
-    );
+    const [charge] = (
+      await emu<{ data: { id: string; type: string; data: { object: { payment_intent: string } } }[] }>("/events?type=charge.succeeded")
+    ).data.filter((e) => e.data.object.payment_intent === pi.id);
     const res = await deliver(charge?.id ?? "missing");
     expect(res.status).toBe(200);
     expect(await json(res)).toEqual({ received: true });
@@ -142,13 +142,29 @@ describe("webhook signatures", () => {
     const rolled = { ...env, STRIPE_WEBHOOK_SECRET: `whsec_old_one,${secret}` };
     for (const s of [secret, "whsec_old_one"]) {
       const res = await buildApp().fetch(
-        new Request("https://billing.test/stripe/webhook", { method: "POST", headers: { "stripe-signature": await signatureHeader(payload, s) }, body: payload }),
+        new Request("https://billing.test/stripe/webhook", {
+          method: "POST",
+          headers: { "stripe-signature": await signatureHeader(payload, s) },
+          body: payload,
+        }),
         rolled,
         createExecutionContext(),
       );
       expect(res.status).toBe(200);
     }
-    expect(await (await buildApp().fetch(new Request("https://billing.test/stripe/webhook", { method: "POST", headers: { "stripe-signature": await signatureHeader(payload, "whsec_other") }, body: payload }), rolled, createExecutionContext())).status).toBe(400);
+    expect(
+      (
+        await buildApp().fetch(
+          new Request("https://billing.test/stripe/webhook", {
+            method: "POST",
+            headers: { "stripe-signature": await signatureHeader(payload, "whsec_other") },
+            body: payload,
+          }),
+          rolled,
+          createExecutionContext(),
+        )
+      ).status,
+    ).toBe(400);
     await waitForObject(pi.id, settledCredit);
   });
 
@@ -165,7 +181,11 @@ describe("webhook signatures", () => {
 describe("tokens are not webhooks", () => {
   it("a browser's bearer token does not stand in for Stripe's signature", async () => {
     const token = await tokenFor(newAccountId());
-    const res = await call("/stripe/webhook", { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: "{}" });
+    const res = await call("/stripe/webhook", {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: "{}",
+    });
     expect(res.status).toBe(400);
     expect((await json<{ error: { code: string } }>(res)).error.code).toBe("invalid_signature");
   });
@@ -202,25 +222,74 @@ describe("signed events that do not parse", () => {
     return `sha256:${Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("")}`;
   }
 
-  const event = (id: string, type: string, object: unknown) => JSON.stringify({ id, object: "event", type, livemode: false, created: 1700000000, data: { object } });
+  const event = (id: string, type: string, object: unknown) =>
+    JSON.stringify({ id, object: "event", type, livemode: false, created: 1700000000, data: { object } });
 
   // Each builds a payload about a paid, not yet credited PaymentIntent. `named`: listed under the
   // event's id, or (a payload with no usable id) under its hash, or under the id it carries;
   // `mentions`: a word the listed error must contain.
   const cases: [string, (pi: string, id: string) => string, { type: string | null; mentions: string; named: "event" | "hash" | "pi" }][] = [
-    ["a charge.refunded with no amount_refunded", (pi, id) => event(id, "charge.refunded", { id: "ch_1", object: "charge", payment_intent: pi }), { type: "charge.refunded", mentions: "amount_refunded", named: "event" }],
-    ["a charge.refunded whose amount_refunded is a string", (pi, id) => event(id, "charge.refunded", { id: "ch_1", object: "charge", payment_intent: pi, amount_refunded: "500" }), { type: "charge.refunded", mentions: "amount_refunded", named: "event" }],
-    ["a charge.refunded whose payment_intent is an object without an id", (_pi, id) => event(id, "charge.refunded", { id: "ch_1", payment_intent: { object: "payment_intent" }, amount_refunded: 500 }), { type: "charge.refunded", mentions: "payment_intent", named: "event" }],
-    ["a dispute with no status", (pi, id) => event(id, "charge.dispute.created", { id: "dp_1", object: "dispute", amount: 500, payment_intent: pi }), { type: "charge.dispute.created", mentions: "status", named: "event" }],
-    ["a closed dispute with a fractional amount", (pi, id) => event(id, "charge.dispute.closed", { id: "dp_1", amount: 12.5, status: "won", payment_intent: pi }), { type: "charge.dispute.closed", mentions: "amount", named: "event" }],
-    ["a dispute whose object is an array", (pi, id) => event(id, "charge.dispute.updated", [pi]), { type: "charge.dispute.updated", mentions: "data.object", named: "event" }],
-    ["a payment_intent.succeeded whose object is the id as a string", (pi, id) => event(id, "payment_intent.succeeded", pi), { type: "payment_intent.succeeded", mentions: "data.object", named: "event" }],
-    ["a payment_intent.succeeded whose object is null", (_pi, id) => event(id, "payment_intent.succeeded", null), { type: "payment_intent.succeeded", mentions: "data.object", named: "event" }],
-    ["a payment_intent.succeeded whose id is not a PaymentIntent id", (pi, id) => event(id, "payment_intent.succeeded", { id: `${pi}/../x`, status: "succeeded" }), { type: "payment_intent.succeeded", mentions: "id", named: "event" }],
-    ["an event with no data", (_pi, id) => JSON.stringify({ id, type: "payment_intent.succeeded" }), { type: "payment_intent.succeeded", mentions: "data", named: "event" }],
+    [
+      "a charge.refunded with no amount_refunded",
+      (pi, id) => event(id, "charge.refunded", { id: "ch_1", object: "charge", payment_intent: pi }),
+      { type: "charge.refunded", mentions: "amount_refunded", named: "event" },
+    ],
+    [
+      "a charge.refunded whose amount_refunded is a string",
+      (pi, id) => event(id, "charge.refunded", { id: "ch_1", object: "charge", payment_intent: pi, amount_refunded: "500" }),
+      { type: "charge.refunded", mentions: "amount_refunded", named: "event" },
+    ],
+    [
+      "a charge.refunded whose payment_intent is an object without an id",
+      (_pi, id) => event(id, "charge.refunded", { id: "ch_1", payment_intent: { object: "payment_intent" }, amount_refunded: 500 }),
+      { type: "charge.refunded", mentions: "payment_intent", named: "event" },
+    ],
+    [
+      "a dispute with no status",
+      (pi, id) => event(id, "charge.dispute.created", { id: "dp_1", object: "dispute", amount: 500, payment_intent: pi }),
+      { type: "charge.dispute.created", mentions: "status", named: "event" },
+    ],
+    [
+      "a closed dispute with a fractional amount",
+      (pi, id) => event(id, "charge.dispute.closed", { id: "dp_1", amount: 12.5, status: "won", payment_intent: pi }),
+      { type: "charge.dispute.closed", mentions: "amount", named: "event" },
+    ],
+    [
+      "a dispute whose object is an array",
+      (pi, id) => event(id, "charge.dispute.updated", [pi]),
+      { type: "charge.dispute.updated", mentions: "data.object", named: "event" },
+    ],
+    [
+      "a payment_intent.succeeded whose object is the id as a string",
+      (pi, id) => event(id, "payment_intent.succeeded", pi),
+      { type: "payment_intent.succeeded", mentions: "data.object", named: "event" },
+    ],
+    [
+      "a payment_intent.succeeded whose object is null",
+      (_pi, id) => event(id, "payment_intent.succeeded", null),
+      { type: "payment_intent.succeeded", mentions: "data.object", named: "event" },
+    ],
+    [
+      "a payment_intent.succeeded whose id is not a PaymentIntent id",
+      (pi, id) => event(id, "payment_intent.succeeded", { id: `${pi}/../x`, status: "succeeded" }),
+      { type: "payment_intent.succeeded", mentions: "id", named: "event" },
+    ],
+    [
+      "an event with no data",
+      (_pi, id) => JSON.stringify({ id, type: "payment_intent.succeeded" }),
+      { type: "payment_intent.succeeded", mentions: "data", named: "event" },
+    ],
     ["valid JSON that is not an event: an array", (pi) => JSON.stringify([pi]), { type: null, mentions: "not an event", named: "hash" }],
-    ["valid JSON that is not an event: a PaymentIntent itself", (pi) => JSON.stringify({ id: pi, object: "payment_intent", status: "succeeded", amount: 700 }), { type: null, mentions: "not an event", named: "pi" }],
-    ["valid JSON that is not an event: an object with no id", (pi) => JSON.stringify({ type: "payment_intent.succeeded", data: { object: { id: pi } } }), { type: "payment_intent.succeeded", mentions: "id", named: "hash" }],
+    [
+      "valid JSON that is not an event: a PaymentIntent itself",
+      (pi) => JSON.stringify({ id: pi, object: "payment_intent", status: "succeeded", amount: 700 }),
+      { type: null, mentions: "not an event", named: "pi" },
+    ],
+    [
+      "valid JSON that is not an event: an object with no id",
+      (pi) => JSON.stringify({ type: "payment_intent.succeeded", data: { object: { id: pi } } }),
+      { type: "payment_intent.succeeded", mentions: "id", named: "hash" },
+    ],
     ["valid JSON that is not an event: a number", () => "42", { type: null, mentions: "not an event", named: "hash" }],
     ["a payload that is not JSON", (pi) => `payment_intent.succeeded ${pi}`, { type: null, mentions: "not JSON", named: "hash" }],
   ];

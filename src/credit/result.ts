@@ -2,11 +2,7 @@
 // call as classes, so every outcome is a value of this union and the Worker maps it to HTTP.
 
 /** Who is asking: a signed-in browser (with its Stripe customer), Stripe's webhook, or the object's own alarm / an operator. */
-export type Caller =
-  | { kind: "browser"; accountId: string; customerId: string }
-  | { kind: "webhook" }
-  | { kind: "alarm" }
-  | { kind: "operator" };
+export type Caller = { kind: "browser"; accountId: string; customerId: string } | { kind: "webhook" } | { kind: "alarm" } | { kind: "operator" };
 
 export interface Credited {
   ok: true;

@@ -46,7 +46,14 @@ export function missingAdjustments(credited: number, refundedTotal: number, disp
   for (const d of disputes) {
     const debit = debitOf(d.dispute_id);
     if (d.status === "won" && debit?.state === "done" && !all().some((a) => a.kind === "restore" && a.dispute_id === d.dispute_id)) {
-      out.push({ operation: `restore:${d.dispute_id}`, kind: "restore", direction: "credit", amount: debit.amount, dispute_id: d.dispute_id, state: "pending" });
+      out.push({
+        operation: `restore:${d.dispute_id}`,
+        kind: "restore",
+        direction: "credit",
+        amount: debit.amount,
+        dispute_id: d.dispute_id,
+        state: "pending",
+      });
     }
   }
   const refunded = total(all(), "refund");

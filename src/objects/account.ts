@@ -21,9 +21,7 @@ import { topUpKey } from "../stripe/keys.js";
 import { TOP_UP_MARKER } from "../credit/top-up.js";
 
 export type CustomerLookup =
-  | { ok: true; customerId: string }
-  | { ok: false; reason: "no_customer" }
-  | { ok: false; reason: "unavailable"; retryAfterSeconds: number };
+  { ok: true; customerId: string } | { ok: false; reason: "no_customer" } | { ok: false; reason: "unavailable"; retryAfterSeconds: number };
 
 export type TopUpResult =
   | { ok: true; paymentIntentId: string; clientSecret: string; amount: number; currency: string }
@@ -207,7 +205,9 @@ export class AccountObject extends DurableObject<Env> {
 
   #rows(): AccountRow[] {
     if (!this.#hasTable()) return [];
-    return this.ctx.storage.sql.exec<Record<string, SqlStorageValue>>("SELECT account_id, customer_id, balance, currency, balance_at FROM account").toArray() as unknown as AccountRow[];
+    return this.ctx.storage.sql
+      .exec<Record<string, SqlStorageValue>>("SELECT account_id, customer_id, balance, currency, balance_at FROM account")
+      .toArray() as unknown as AccountRow[];
   }
 
   #row(accountId: string): AccountRow | null {

@@ -230,10 +230,7 @@ export class CreditStore {
       ...fields,
     };
     const cols = Object.keys(row);
-    this.sql.exec(
-      `INSERT INTO credit (${cols.join(", ")}) VALUES (${cols.map(() => "?").join(", ")})`,
-      ...cols.map((c) => row[c as keyof CreditRecord]),
-    );
+    this.sql.exec(`INSERT INTO credit (${cols.join(", ")}) VALUES (${cols.map(() => "?").join(", ")})`, ...cols.map((c) => row[c as keyof CreditRecord]));
     this.journal("state", state, fields.reason ?? null);
     return row;
   }
@@ -294,7 +291,9 @@ export class CreditStore {
 
   adjustments(): AdjustmentRecord[] {
     if (!this.#schemaExists()) return [];
-    return this.sql.exec<Record<string, SqlStorageValue>>("SELECT * FROM adjustments ORDER BY created_at, operation").toArray() as unknown as AdjustmentRecord[];
+    return this.sql
+      .exec<Record<string, SqlStorageValue>>("SELECT * FROM adjustments ORDER BY created_at, operation")
+      .toArray() as unknown as AdjustmentRecord[];
   }
 
   /** Plans an adjustment (durably, before any Stripe write for it). */
@@ -316,7 +315,11 @@ export class CreditStore {
 
   updateAdjustment(operation: string, patch: Partial<Omit<AdjustmentRecord, "operation" | "created_at">>): void {
     const entries = Object.entries({ ...patch, updated_at: Date.now() });
-    this.sql.exec(`UPDATE adjustments SET ${entries.map(([k]) => `${k} = ?`).join(", ")} WHERE operation = ?`, ...entries.map(([, v]) => v as SqlStorageValue), operation);
+    this.sql.exec(
+      `UPDATE adjustments SET ${entries.map(([k]) => `${k} = ?`).join(", ")} WHERE operation = ?`,
+      ...entries.map(([, v]) => v as SqlStorageValue),
+      operation,
+    );
   }
 
   /**

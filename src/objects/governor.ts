@@ -85,7 +85,13 @@ export class StripeGovernor extends DurableObject<Env> {
   /** For operators and tests. */
   async status(): Promise<{ budget: number; rate: number; queued: number; granted: number; refused: number }> {
     this.#refill();
-    return { budget: this.#budget, rate: this.#rate, queued: this.#queues.credit.length + this.#queues.display.length, granted: this.#granted, refused: this.#refused };
+    return {
+      budget: this.#budget,
+      rate: this.#rate,
+      queued: this.#queues.credit.length + this.#queues.display.length,
+      granted: this.#granted,
+      refused: this.#refused,
+    };
   }
 
   #refill(): void {

@@ -23,7 +23,7 @@ export interface LedgerWrite {
   /** Identical on every attempt (Stripe refuses a reused key with other parameters). */
   params: Stripe.CustomerCreateBalanceTransactionParams;
   /** Whether a ledger entry is this write. */
-  matches(tx: Stripe.CustomerBalanceTransaction): boolean;
+  matches: (tx: Stripe.CustomerBalanceTransaction) => boolean;
   /** No entry for this write can be older than this (unix seconds); bounds the ledger scan. */
   sinceSeconds: number;
   attempt: number;
@@ -39,10 +39,7 @@ export interface LedgerEntry {
   created: number;
 }
 
-export type WriteOutcome =
-  | { kind: "done"; entry: LedgerEntry; via: string }
-  | { kind: "unavailable"; error: string }
-  | { kind: "refused"; error: string };
+export type WriteOutcome = { kind: "done"; entry: LedgerEntry; via: string } | { kind: "unavailable"; error: string } | { kind: "refused"; error: string };
 
 /** Stripe's largest page: the fewest calls for a long ledger. */
 const LEDGER_PAGE = 100;
@@ -102,7 +99,11 @@ export class LedgerWriter {
    * "none" lets write() send again under a new key. More than one match means something outside
    * this object wrote too; the oldest is the one that counts, and the journal says so.
    */
-  async find(customerId: string, sinceSeconds: number, matches: (tx: Stripe.CustomerBalanceTransaction) => boolean): Promise<LedgerEntry | null | "unavailable"> {
+  async find(
+    customerId: string,
+    sinceSeconds: number,
+    matches: (tx: Stripe.CustomerBalanceTransaction) => boolean,
+  ): Promise<LedgerEntry | null | "unavailable"> {
     const found: Stripe.CustomerBalanceTransaction[] = [];
     let seen = 0;
     try {

@@ -51,9 +51,7 @@ interface Attempt {
 
 /** What a verified Stripe webhook says about this PI. */
 export type WebhookFact =
-  | { kind: "succeeded" }
-  | { kind: "refunded"; amountRefunded: number }
-  | { kind: "dispute"; disputeId: string; amount: number; status: DisputeStatus };
+  { kind: "succeeded" } | { kind: "refunded"; amountRefunded: number } | { kind: "dispute"; disputeId: string; amount: number; status: DisputeStatus };
 
 /** How the Worker asks: `storageOnly` when the caller is over its request limit (answer only what costs nothing). */
 export interface ConfirmOptions {
@@ -199,7 +197,13 @@ export class PaymentIntentObject extends DurableObject<Env> {
     const adjustments = this.#store.adjustments();
     return {
       record,
-      amounts: record?.state === "credited" ? netOf(record.amount ?? 0, adjustments.filter((a) => a.state === "done")) : null,
+      amounts:
+        record?.state === "credited"
+          ? netOf(
+              record.amount ?? 0,
+              adjustments.filter((a) => a.state === "done"),
+            )
+          : null,
       amount_refunded: this.#store.refunded(),
       disputes: this.#store.disputes(),
       adjustments,
@@ -507,7 +511,14 @@ export class PaymentIntentObject extends DurableObject<Env> {
       retry_count: 0,
     });
     this.#store.journal("credit", "recorded", `${via} → ${entry.id}`);
-    logEvent("credited", { payment_intent: rec.payment_intent_id, customer: rec.customer_id, amount: rec.amount, currency: rec.currency, balance_transaction: entry.id, by });
+    logEvent("credited", {
+      payment_intent: rec.payment_intent_id,
+      customer: rec.customer_id,
+      amount: rec.amount,
+      currency: rec.currency,
+      balance_transaction: entry.id,
+      by,
+    });
     await this.#tellAccount(rec, entry);
     if (rec.listed) await this.#report(rec);
     return { kind: "credited", fresh: true };
@@ -541,7 +552,12 @@ export class PaymentIntentObject extends DurableObject<Env> {
         "adjust",
       );
       if (result.kind === "done") {
-        this.#store.updateAdjustment(a.operation, { state: "done", balance_transaction_id: result.entry.id, ending_balance: result.entry.ending_balance, last_error: null });
+        this.#store.updateAdjustment(a.operation, {
+          state: "done",
+          balance_transaction_id: result.entry.id,
+          ending_balance: result.entry.ending_balance,
+          last_error: null,
+        });
         logEvent("adjusted", { payment_intent: pi, operation: a.operation, direction: a.direction, amount: a.amount, balance_transaction: result.entry.id });
         await this.#tellAccount(rec, result.entry);
       } else if (result.kind === "refused") {

@@ -10,7 +10,17 @@ import { jsonBody, requireAccount, type AppEnv } from "../http.js";
 import { logEvent } from "../log.js";
 import { checkLimits, rateLimited } from "./limits.js";
 import { accountObject, callObject, paymentIntentObject, rememberCustomer, rememberedCustomer } from "./objects.js";
-import { BalanceAnswer, ClientIdempotencyKey, ConfirmPaymentAnswer, ConfirmPaymentBody, ErrorAnswer, LedgerAnswer, LedgerQuery, TopUpAnswer, TopUpBody } from "./schemas.js";
+import {
+  BalanceAnswer,
+  ClientIdempotencyKey,
+  ConfirmPaymentAnswer,
+  ConfirmPaymentBody,
+  ErrorAnswer,
+  LedgerAnswer,
+  LedgerQuery,
+  TopUpAnswer,
+  TopUpBody,
+} from "./schemas.js";
 import { validationHook } from "./validation.js";
 
 /** Browser bodies are a few short fields; anything near this size is not one of ours. */
@@ -92,7 +102,11 @@ billing.openapi(confirmPaymentRoute, async (c) => {
   }
   const result = await callObject(
     async (): Promise<ConfirmResult> =>
-      await paymentIntentObject(c.env, paymentIntentId).confirm(paymentIntentId, { kind: "browser", accountId, customerId: lookup.customerId }, { storageOnly }),
+      await paymentIntentObject(c.env, paymentIntentId).confirm(
+        paymentIntentId,
+        { kind: "browser", accountId, customerId: lookup.customerId },
+        { storageOnly },
+      ),
   );
   logEvent("confirm", {
     payment_intent: paymentIntentId,
@@ -148,7 +162,13 @@ billing.openapi(topUpRoute, async (c) => {
   const limit = await checkLimits(c, "topup", accountId);
   if (!limit.ok) throw rateLimited(limit.retryAfterSeconds);
   const result = await callObject(async (): Promise<TopUpResult> => await accountObject(c.env, accountId).createTopUp(accountId, amount, currency, clientKey));
-  logEvent("top_up", { account: accountId, amount, currency, outcome: result.ok ? "created" : result.reason, payment_intent: result.ok ? result.paymentIntentId : null });
+  logEvent("top_up", {
+    account: accountId,
+    amount,
+    currency,
+    outcome: result.ok ? "created" : result.reason,
+    payment_intent: result.ok ? result.paymentIntentId : null,
+  });
   if (!result.ok) {
     if (result.reason === "idempotency_conflict") throw new ApiError(409, "idempotency_key_reused", "This Idempotency-Key was used for a different top-up.");
     if (result.reason === "refused") throw new ApiError(400, "invalid_request", "Stripe refused this top-up.");

@@ -31,10 +31,16 @@ demo.get("/config", (c) => c.json({ demo_mode: true, publishable_key: c.env.STRI
 demo.post("/sign_in", jsonBody(1024), async (c) => {
   const body = (await c.req.json().catch(() => null)) as { account_id?: unknown } | null;
   const accountId = typeof body?.account_id === "string" ? body.account_id : "";
-  if (!ACCOUNT_ID.test(accountId) || accountId.length > DEMO_ACCOUNT_MAX) throw new ApiError(400, "invalid_request", "account_id: 1-64 letters, digits or _ . : @ | -");
+  if (!ACCOUNT_ID.test(accountId) || accountId.length > DEMO_ACCOUNT_MAX)
+    throw new ApiError(400, "invalid_request", "account_id: 1-64 letters, digits or _ . : @ | -");
   const secret = c.env.AUTH_JWT_SECRET;
   if (!secret) throw new ApiError(503, "stripe_unavailable", "AUTH_JWT_SECRET is not set.");
-  const token = await new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject(accountId).setIssuedAt().setExpirationTime("12h").sign(new TextEncoder().encode(secret));
+  const token = await new SignJWT({})
+    .setProtectedHeader({ alg: "HS256" })
+    .setSubject(accountId)
+    .setIssuedAt()
+    .setExpirationTime("12h")
+    .sign(new TextEncoder().encode(secret));
   return c.json({ account_id: accountId, token });
 });
 

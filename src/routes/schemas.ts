@@ -37,7 +37,10 @@ export const ErrorAnswer = z
 export const TopUpBody = z
   .object({
     amount: z.number().int().positive().openapi({ description: "In the currency's minor unit (cents for usd)", example: 2000 }),
-    currency: z.string().regex(/^[a-z]{3}$/, "must be a lowercase ISO currency code").openapi({ example: "usd" }),
+    currency: z
+      .string()
+      .regex(/^[a-z]{3}$/, "must be a lowercase ISO currency code")
+      .openapi({ example: "usd" }),
   })
   .strict()
   .openapi("TopUpRequest");

@@ -40,7 +40,10 @@ webhook.post(
     const signature = c.req.header("stripe-signature");
     if (!signature) throw new ApiError(400, "invalid_signature", "Missing Stripe-Signature.");
     // Several secrets (comma-separated) while an endpoint secret is being rolled.
-    const secrets = (c.env.STRIPE_WEBHOOK_SECRET ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+    const secrets = (c.env.STRIPE_WEBHOOK_SECRET ?? "")
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean);
     if (secrets.length === 0) {
       logEvent("webhook_misconfigured", { error: "STRIPE_WEBHOOK_SECRET is not set" });
       // Stripe retries non-2xx for days: nothing is lost while the secret is fixed.
@@ -68,7 +71,13 @@ webhook.post(
     }
     const started = Date.now();
     const { accepted } = await callObject(async () => await paymentIntentObject(c.env, target.paymentIntentId).notify(target.paymentIntentId, target.fact));
-    logEvent("webhook", { event_id: event.id, type: event.type, payment_intent: target.paymentIntentId, outcome: accepted ? "accepted" : "ignored", duration_ms: Date.now() - started });
+    logEvent("webhook", {
+      event_id: event.id,
+      type: event.type,
+      payment_intent: target.paymentIntentId,
+      outcome: accepted ? "accepted" : "ignored",
+      duration_ms: Date.now() - started,
+    });
     return c.json({ received: true }, 200);
   },
 );
@@ -133,7 +142,12 @@ async function parseEvent(raw: string): Promise<Parsed> {
     const loose = typeof json === "object" && json !== null ? (json as Record<string, unknown>) : {};
     const id = Id.safeParse(loose.id);
     const type = z.string().min(1).max(255).safeParse(loose.type);
-    return { ok: false, eventId: id.success ? id.data : await payloadName(raw), type: type.success ? type.data : null, error: `not an event: ${describe(envelope.error)}` };
+    return {
+      ok: false,
+      eventId: id.success ? id.data : await payloadName(raw),
+      type: type.success ? type.data : null,
+      error: `not an event: ${describe(envelope.error)}`,
+    };
   }
   const { id, type, data } = envelope.data;
   const bad = (error: z.ZodError): Parsed => ({ ok: false, eventId: id, type, error: `data.object: ${describe(error)}` });

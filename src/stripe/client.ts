@@ -35,7 +35,7 @@ function buildClient(env: Env, priority: Priority): Stripe {
   const base = new URL(env.STRIPE_API_BASE || "https://api.stripe.com");
   const protocol = base.protocol === "http:" ? "http" : "https";
   return new Stripe(env.STRIPE_SECRET_KEY, {
-    apiVersion: STRIPE_API_VERSION as Stripe.LatestApiVersion,
+    apiVersion: STRIPE_API_VERSION,
     httpClient: Stripe.createFetchHttpClient(governedFetch(env, priority)),
     host: base.hostname,
     port: base.port ? Number(base.port) : protocol === "http" ? 80 : 443,

@@ -87,10 +87,14 @@ describe("customers", () => {
       // The strongly consistent lookup sees it at once.
       expect((await h.stripe.customers.list({ email })).data.map((x) => x.id)).toEqual([c.id]);
 
-      const seen = await waitFor(async () => {
-        const r = await h.stripe.customers.search({ query });
-        return r.data.length > 0 ? { at: Date.now(), ids: r.data.map((x) => x.id) } : undefined;
-      }, 3000, "the customer to become searchable");
+      const seen = await waitFor(
+        async () => {
+          const r = await h.stripe.customers.search({ query });
+          return r.data.length > 0 ? { at: Date.now(), ids: r.data.map((x) => x.id) } : undefined;
+        },
+        3000,
+        "the customer to become searchable",
+      );
       expect(seen.ids).toEqual([c.id]);
       expect(seen.at - created).toBeGreaterThanOrEqual(390);
 
@@ -267,7 +271,9 @@ describe("customer balance transactions", () => {
     const noCustomer = await stripeErrorOf(h.stripe.customers.createBalanceTransaction("cus_nope", { amount: -1, currency: "usd" }));
     expect(noCustomer.statusCode).toBe(404);
 
-    const missing = await stripeErrorOf(h.stripe.customers.createBalanceTransaction(c.id, { currency: "usd" } as Stripe.CustomerCreateBalanceTransactionParams));
+    const missing = await stripeErrorOf(
+      h.stripe.customers.createBalanceTransaction(c.id, { currency: "usd" } as Stripe.CustomerCreateBalanceTransactionParams),
+    );
     expect(missing.statusCode).toBe(400);
     expect(missing.code).toBe("parameter_missing");
     expect(missing.param).toBe("amount");

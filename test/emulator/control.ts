@@ -31,6 +31,12 @@ const CONFIG_FIELDS = {
 
 class ControlError extends Error {}
 
+/** A string setting; anything else is the caller's mistake, said as a 400. */
+function text(value: unknown, name: string): string {
+  if (typeof value !== "string") throw new ControlError(`${name} must be a string`);
+  return value;
+}
+
 function int(body: Json, field: string, fallback?: number): number {
   const v = body[field];
   if (v === undefined && fallback !== undefined) return fallback;
@@ -76,8 +82,8 @@ export function controlApi(emu: Emulator): Hono {
     for (const [k, v] of Object.entries(b)) {
       const field = CONFIG_FIELDS[k as keyof typeof CONFIG_FIELDS];
       if (!field) throw new ControlError(`unknown setting ${k}`);
-      if (field === "webhookUrl") emu.options.webhookUrl = v === null ? null : String(v);
-      else if (field === "webhookSecret") emu.options.webhookSecret = String(v);
+      if (field === "webhookUrl") emu.options.webhookUrl = v === null ? null : text(v, k);
+      else if (field === "webhookSecret") emu.options.webhookSecret = text(v, k);
       else emu.options[field] = int(b, k);
     }
     emu.reconfigure();

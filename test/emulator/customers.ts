@@ -93,7 +93,7 @@ export const customerEndpoints: Endpoint[] = [
     pattern: "/v1/customers",
     spec: customerFields,
     run: ({ params, store, webhooks, request, livemode }) => {
-      const c = createCustomer(store, params as Parameters<typeof createCustomer>[1], livemode);
+      const c = createCustomer(store, params, livemode);
       webhooks.emit("customer.created", c, request, livemode);
       return c;
     },

@@ -170,7 +170,7 @@ export class Emulator {
     const method = c.req.method;
     const url = new URL(c.req.url);
     const name = `${endpoint.method} ${endpoint.pattern}`;
-    const key = method === "POST" ? c.req.header("idempotency-key") ?? null : null;
+    const key = method === "POST" ? (c.req.header("idempotency-key") ?? null) : null;
     const record: RequestRecord = {
       id: requestId,
       at: started,
@@ -218,7 +218,14 @@ export class Emulator {
 
     if (this.#overRateLimit()) {
       this.stats.rate_limited++;
-      return finish(stripeError(requestId, 429, { type: "invalid_request_error", code: "rate_limit", message: "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits." }), { fault: "rate_limited" });
+      return finish(
+        stripeError(requestId, 429, {
+          type: "invalid_request_error",
+          code: "rate_limit",
+          message: "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.",
+        }),
+        { fault: "rate_limited" },
+      );
     }
 
     const early = this.faults.take(["rate_limit", "in_use"], method, url.pathname, key);
@@ -226,15 +233,17 @@ export class Emulator {
       this.stats.faults_fired++;
       if (early.kind === "rate_limit") {
         const headers: Record<string, string> = early.should_retry === null ? {} : { "stripe-should-retry": String(early.should_retry) };
-        return finish(stripeError(requestId, 429, { type: "invalid_request_error", code: "rate_limit", message: "Too many requests hit the API too quickly." }, headers), { fault: early.kind });
+        return finish(
+          stripeError(requestId, 429, { type: "invalid_request_error", code: "rate_limit", message: "Too many requests hit the API too quickly." }, headers),
+          { fault: early.kind },
+        );
       }
-      return finish(stripeError(requestId, 409, { type: "invalid_request_error", code: "idempotency_key_in_use", message: inUseMessage(key) }), { fault: early.kind });
+      return finish(stripeError(requestId, 409, { type: "invalid_request_error", code: "idempotency_key_in_use", message: inUseMessage(key) }), {
+        fault: early.kind,
+      });
     }
 
-    const form =
-      method === "POST"
-        ? decodeForm(new URLSearchParams(await c.req.text()).entries())
-        : decodeForm(url.searchParams.entries());
+    const form = method === "POST" ? decodeForm(new URLSearchParams(await c.req.text()).entries()) : decodeForm(url.searchParams.entries());
     record.params = form;
     const fingerprint = canonical(form);
 
@@ -296,7 +305,7 @@ export class Emulator {
       try {
         const body = endpoint.run({
           params,
-          path: c.req.param() as Record<string, string>,
+          path: c.req.param(),
           store: this.store,
           webhooks: this.webhooks,
           request: { id: requestId, idempotency_key: key },

@@ -204,10 +204,14 @@ describe("hang", () => {
     expect(ms).toBeLessThan(2000);
 
     // The emulator notices the caller left and logs the request.
-    const log = await waitFor(async () => {
-      const l = await h.requests({ key: "hang-1" });
-      return l.length > 0 ? l : undefined;
-    }, 3000, "the hung request to be logged");
+    const log = await waitFor(
+      async () => {
+        const l = await h.requests({ key: "hang-1" });
+        return l.length > 0 ? l : undefined;
+      },
+      3000,
+      "the hung request to be logged",
+    );
     expect(log[0]).toMatchObject({ fault: "hang", status: 599 });
     expect(await txWrites()).toBe(0);
 
@@ -220,9 +224,7 @@ describe("hang", () => {
   it("with apply:true the write exists although the caller gave up; a retry replays it", async () => {
     await fault({ kind: "hang", path: TX_PATH, apply: true });
     const impatient = h.client({ timeout: 300 });
-    const err = await rejectionOf(
-      impatient.customers.createBalanceTransaction(customer.id, { amount: -400, currency: "usd" }, { idempotencyKey: "hang-2" }),
-    );
+    const err = await rejectionOf(impatient.customers.createBalanceTransaction(customer.id, { amount: -400, currency: "usd" }, { idempotencyKey: "hang-2" }));
     expect(err).toBeInstanceOf(Stripe.errors.StripeConnectionError);
     expect(await txWrites()).toBe(1);
     expect(await balance()).toBe(-400);
@@ -270,7 +272,9 @@ describe("error_400", () => {
 
   it("the stripe package sees an InvalidRequestError and does not retry it", async () => {
     await fault({ kind: "error_400", method: "POST", path: TX_PATH });
-    const err = await stripeErrorOf(h.client({ maxNetworkRetries: 2 }).customers.createBalanceTransaction(customer.id, { amount: -300, currency: "usd" }, { idempotencyKey: "e400-sdk" }));
+    const err = await stripeErrorOf(
+      h.client({ maxNetworkRetries: 2 }).customers.createBalanceTransaction(customer.id, { amount: -300, currency: "usd" }, { idempotencyKey: "e400-sdk" }),
+    );
     expect(err).toBeInstanceOf(Stripe.errors.StripeInvalidRequestError);
     expect(err.code).toBe("parameter_invalid");
     expect(await h.requests({ key: "e400-sdk" })).toHaveLength(1);
@@ -331,7 +335,9 @@ describe("replays: true", () => {
     expect((await credit("replay-hang")).status).toBe(200);
     await fault({ kind: "hang", method: "POST", path: TX_PATH, replays: true });
     const started = performance.now();
-    const err = await rejectionOf(h.client({ timeout: 300 }).customers.createBalanceTransaction(customer.id, { amount: -500, currency: "usd" }, { idempotencyKey: "replay-hang" }));
+    const err = await rejectionOf(
+      h.client({ timeout: 300 }).customers.createBalanceTransaction(customer.id, { amount: -500, currency: "usd" }, { idempotencyKey: "replay-hang" }),
+    );
     expect(err).toBeInstanceOf(Stripe.errors.StripeConnectionError);
     expect(performance.now() - started).toBeGreaterThanOrEqual(250);
     expect((await credit("replay-hang")).status).toBe(200);
@@ -350,7 +356,9 @@ describe("ledger padding", () => {
       expect((await credit("before-pad")).status).toBe(200);
       const before = (await h.stats()).requests;
       const started = performance.now();
-      const padded = await h.control<{ added: number; balance: number; ledger_length: number }>("POST", `/customers/${customer.id}/balance_transactions/pad`, { count: 2500 });
+      const padded = await h.control<{ added: number; balance: number; ledger_length: number }>("POST", `/customers/${customer.id}/balance_transactions/pad`, {
+        count: 2500,
+      });
       expect(performance.now() - started).toBeLessThan(2000);
       expect(padded).toEqual({ added: 2500, balance: -500, ledger_length: 2501 });
       expect((await h.stats()).requests).toBe(before);
@@ -555,8 +563,17 @@ describe("direct creation", () => {
     const other = await h.control<PaymentIntent>("POST", "/payment_intents", { amount: 900, currency: "usd", customer: customer.id });
     await h.control("POST", `/payment_intents/${pi.id}/refund`, { amount: 100 });
     await h.control("POST", `/payment_intents/${pi.id}/dispute`, {});
-    const about = await h.control<{ data: { type: string; data: { object: { id: string; payment_intent?: string } } }[] }>("GET", `/events?payment_intent=${pi.id}`);
-    expect(about.data.map((e) => e.type)).toEqual(["charge.succeeded", "payment_intent.succeeded", "refund.created", "charge.refunded", "charge.dispute.created"]);
+    const about = await h.control<{ data: { type: string; data: { object: { id: string; payment_intent?: string } } }[] }>(
+      "GET",
+      `/events?payment_intent=${pi.id}`,
+    );
+    expect(about.data.map((e) => e.type)).toEqual([
+      "charge.succeeded",
+      "payment_intent.succeeded",
+      "refund.created",
+      "charge.refunded",
+      "charge.dispute.created",
+    ]);
     expect(about.data.every((e) => e.data.object.id === pi.id || e.data.object.payment_intent === pi.id)).toBe(true);
     const refunds = await h.control<{ data: unknown[] }>("GET", `/events?payment_intent=${pi.id}&type=charge.refunded`);
     expect(refunds.data).toHaveLength(1);
@@ -586,7 +603,11 @@ describe("Stripe's rate limit", () => {
       await new Promise((r) => setTimeout(r, 1100));
       const statuses = await Promise.all(
         Array.from({ length: 8 }, (_, i) =>
-          fetch(`${h.url}/v1/customers`, { method: "POST", headers: { authorization: "Bearer sk_test_emulator", "idempotency-key": unique(`rl-${i}`) }, body: "" }).then((r) => r.status),
+          fetch(`${h.url}/v1/customers`, {
+            method: "POST",
+            headers: { authorization: "Bearer sk_test_emulator", "idempotency-key": unique(`rl-${i}`) },
+            body: "",
+          }).then((r) => r.status),
         ),
       );
       expect(statuses.filter((s) => s === 200)).toHaveLength(5);

@@ -125,7 +125,9 @@ describe("a key reused for something else", () => {
     const otherCustomer = await credit("endpoint-1", { amount: "-500", currency: "usd" }, second.id);
     expect(otherCustomer.status).toBe(400);
     expect(errorOf(otherCustomer).type).toBe("idempotency_error");
-    expect(errorOf(otherCustomer).message).toContain(`('/v1/customers/${second.id}/balance_transactions' vs '/v1/customers/${customer.id}/balance_transactions')`);
+    expect(errorOf(otherCustomer).message).toContain(
+      `('/v1/customers/${second.id}/balance_transactions' vs '/v1/customers/${customer.id}/balance_transactions')`,
+    );
 
     expect((await h.stats()).writes).toEqual({ customer: 2, customer_balance_transaction: 1 });
   });

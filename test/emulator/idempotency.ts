@@ -19,11 +19,7 @@ interface KeyEntry {
 }
 
 export type KeyLookup =
-  | { kind: "new" }
-  | { kind: "replay"; result: SavedResult }
-  | { kind: "in_use" }
-  | { kind: "other_params" }
-  | { kind: "other_endpoint"; first: string };
+  { kind: "new" } | { kind: "replay"; result: SavedResult } | { kind: "in_use" } | { kind: "other_params" } | { kind: "other_endpoint"; first: string };
 
 /** The key store of one Stripe account. */
 export class IdempotencyKeys {

@@ -61,15 +61,7 @@ export function canonical(value: FormValue | undefined): string {
 }
 
 /** What a parameter must be. */
-export type Spec =
-  | "string"
-  | "integer"
-  | "boolean"
-  | "currency"
-  | "metadata"
-  | "string[]"
-  | { enum: readonly string[] }
-  | { [field: string]: Spec };
+export type Spec = "string" | "integer" | "boolean" | "currency" | "metadata" | "string[]" | { enum: readonly string[] } | { [field: string]: Spec };
 
 export type FieldSpec = { [field: string]: Spec };
 
@@ -126,8 +118,7 @@ function check(value: FormValue, spec: Spec, path: string): unknown {
       throw invalid(path, "parameter_invalid_string", `Invalid ${path}: must be one of ${spec.enum.join(", ")}`);
     return value;
   }
-  if (typeof value !== "object" || Array.isArray(value))
-    throw invalid(path, "parameter_invalid_object", `Invalid object: ${path}`);
+  if (typeof value !== "object" || Array.isArray(value)) throw invalid(path, "parameter_invalid_object", `Invalid object: ${path}`);
   const nested: Params = {};
   const fields = spec as FieldSpec;
   for (const [k, v] of Object.entries(value)) {
@@ -141,8 +132,7 @@ function check(value: FormValue, spec: Spec, path: string): unknown {
 function checkMetadata(value: FormValue, path: string): Record<string, string> {
   // An empty string for the whole hash (`metadata=`) clears it in Stripe; model it as {}.
   if (value === "") return {};
-  if (typeof value !== "object" || Array.isArray(value))
-    throw invalid(path, "parameter_invalid_object", "Invalid metadata: must be a hash");
+  if (typeof value !== "object" || Array.isArray(value)) throw invalid(path, "parameter_invalid_object", "Invalid metadata: must be a hash");
   const out: Record<string, string> = {};
   const entries = Object.entries(value);
   if (entries.length > 50) throw invalid(path, "parameter_invalid_object", "Metadata can have at most 50 keys.");

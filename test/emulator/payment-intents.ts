@@ -34,11 +34,26 @@ const createFields: FieldSpec = {
 /** Creates a PaymentIntent in `store`; shared by the API and the control API. */
 export function createPaymentIntent(
   store: Store,
-  fields: { amount: number; currency: string; customer?: string | null; description?: string; metadata?: Metadata; automatic_payment_methods?: { enabled: boolean }; payment_method?: string; payment_method_types?: string[]; receipt_email?: string },
+  fields: {
+    amount: number;
+    currency: string;
+    customer?: string | null;
+    description?: string;
+    metadata?: Metadata;
+    automatic_payment_methods?: { enabled: boolean };
+    payment_method?: string;
+    payment_method_types?: string[];
+    receipt_email?: string;
+  },
   livemode: boolean,
 ): PaymentIntent {
   if (!Number.isInteger(fields.amount) || fields.amount < 1 || fields.amount > 99_999_999) {
-    throw new StripeFailure(400, { type: "invalid_request_error", code: "amount_too_small", param: "amount", message: "Amount must be at least 1 and at most 99999999." });
+    throw new StripeFailure(400, {
+      type: "invalid_request_error",
+      code: "amount_too_small",
+      param: "amount",
+      message: "Amount must be at least 1 and at most 99999999.",
+    });
   }
   if (fields.customer) store.customer(fields.customer, "customer");
   const id = newId("pi");
@@ -110,7 +125,12 @@ function confirm(ctx: RunContext, pi: PaymentIntent, paymentMethod: string | und
   }
   const pm = paymentMethod ?? pi.payment_method;
   if (!pm) {
-    throw new StripeFailure(400, { type: "invalid_request_error", code: "payment_intent_unexpected_state", param: "payment_method", message: "You cannot confirm this PaymentIntent because it's missing a payment method." });
+    throw new StripeFailure(400, {
+      type: "invalid_request_error",
+      code: "payment_intent_unexpected_state",
+      param: "payment_method",
+      message: "You cannot confirm this PaymentIntent because it's missing a payment method.",
+    });
   }
   pi.payment_method = pm;
   if (SUCCEEDING.has(pm)) return succeed(store, webhooks, pi, request);
@@ -139,15 +159,39 @@ function chargeOf(store: Store, pi: PaymentIntent): Charge {
 }
 
 /** Refunds `amount` (default: what is left) of a PaymentIntent's charge and emits `charge.refunded`. */
-export function refund(store: Store, webhooks: Webhooks, pi: PaymentIntent, amount: number | undefined, request: EventRequest, reason: string | null = null, metadata: Metadata = {}): Refund {
+export function refund(
+  store: Store,
+  webhooks: Webhooks,
+  pi: PaymentIntent,
+  amount: number | undefined,
+  request: EventRequest,
+  reason: string | null = null,
+  metadata: Metadata = {},
+): Refund {
   const charge = chargeOf(store, pi);
   const left = charge.amount - charge.amount_refunded;
   if (left <= 0) throw unexpectedState("charge_already_refunded", `Charge ${charge.id} has already been refunded.`);
   const value = amount ?? left;
   if (value < 1 || value > left) {
-    throw new StripeFailure(400, { type: "invalid_request_error", code: "amount_too_large", param: "amount", message: `Refund amount (${value}) is greater than unrefunded amount on charge (${left})` });
+    throw new StripeFailure(400, {
+      type: "invalid_request_error",
+      code: "amount_too_large",
+      param: "amount",
+      message: `Refund amount (${value}) is greater than unrefunded amount on charge (${left})`,
+    });
   }
-  const r: Refund = { id: newId("re"), object: "refund", amount: value, charge: charge.id, created: nowSeconds(), currency: charge.currency, metadata, payment_intent: pi.id, reason, status: "succeeded" };
+  const r: Refund = {
+    id: newId("re"),
+    object: "refund",
+    amount: value,
+    charge: charge.id,
+    created: nowSeconds(),
+    currency: charge.currency,
+    metadata,
+    payment_intent: pi.id,
+    reason,
+    status: "succeeded",
+  };
   store.refunds.set(r.id, r);
   store.wrote("refund");
   charge.amount_refunded += value;
@@ -160,7 +204,19 @@ export function refund(store: Store, webhooks: Webhooks, pi: PaymentIntent, amou
 /** Opens a dispute on a PaymentIntent's charge (the cardholder's bank does this in real life). */
 export function openDispute(store: Store, webhooks: Webhooks, pi: PaymentIntent, amount: number | undefined, reason = "fraudulent"): Dispute {
   const charge = chargeOf(store, pi);
-  const d: Dispute = { id: newId("dp"), object: "dispute", amount: amount ?? charge.amount, charge: charge.id, created: nowSeconds(), currency: charge.currency, livemode: pi.livemode, metadata: {}, payment_intent: pi.id, reason, status: "needs_response" };
+  const d: Dispute = {
+    id: newId("dp"),
+    object: "dispute",
+    amount: amount ?? charge.amount,
+    charge: charge.id,
+    created: nowSeconds(),
+    currency: charge.currency,
+    livemode: pi.livemode,
+    metadata: {},
+    payment_intent: pi.id,
+    reason,
+    status: "needs_response",
+  };
   store.disputes.set(d.id, d);
   store.wrote("dispute");
   charge.disputed = true;
@@ -203,7 +259,10 @@ export const paymentIntentEndpoints: Endpoint[] = [
     spec: { metadata: "metadata", description: "string", receipt_email: "string", amount: "integer", payment_method: "string" },
     run: ({ path, params, store }) => {
       const pi = store.paymentIntent(path.id as string);
-      if ((params.amount !== undefined || params.payment_method !== undefined) && (pi.status === "succeeded" || pi.status === "canceled" || pi.status === "processing")) {
+      if (
+        (params.amount !== undefined || params.payment_method !== undefined) &&
+        (pi.status === "succeeded" || pi.status === "canceled" || pi.status === "processing")
+      ) {
         throw unexpectedState("payment_intent_unexpected_state", `You cannot update this PaymentIntent because it has a status of ${pi.status}.`);
       }
       if (params.amount !== undefined) pi.amount = params.amount as number;
@@ -251,36 +310,78 @@ export const paymentIntentEndpoints: Endpoint[] = [
     pattern: "/v1/payment_intents",
     spec: { ...listSpec, customer: "string" },
     run: ({ params, store, url }) =>
-      paginate([...store.paymentIntents.values()].filter((p) => params.customer === undefined || p.customer === params.customer), params, url),
+      paginate(
+        [...store.paymentIntents.values()].filter((p) => params.customer === undefined || p.customer === params.customer),
+        params,
+        url,
+      ),
   },
   {
     method: "GET",
     pattern: "/v1/charges/:id",
     spec: {},
-    run: ({ path, store }) => store.charges.get(path.id as string) ?? (() => { throw noSuch("charge", path.id as string); })(),
+    run: ({ path, store }) =>
+      store.charges.get(path.id as string) ??
+      (() => {
+        throw noSuch("charge", path.id as string);
+      })(),
   },
   {
     method: "POST",
     pattern: "/v1/refunds",
-    spec: { payment_intent: "string", charge: "string", amount: "integer", reason: { enum: ["duplicate", "fraudulent", "requested_by_customer"] }, metadata: "metadata" },
+    spec: {
+      payment_intent: "string",
+      charge: "string",
+      amount: "integer",
+      reason: { enum: ["duplicate", "fraudulent", "requested_by_customer"] },
+      metadata: "metadata",
+    },
     run: ({ params, store, webhooks, request }) => {
       let piId = params.payment_intent as string | undefined;
-      if (!piId && params.charge) piId = (store.charges.get(params.charge as string) ?? (() => { throw noSuch("charge", params.charge as string, "charge"); })()).payment_intent;
-      if (!piId) throw new StripeFailure(400, { type: "invalid_request_error", code: "parameter_missing", param: "payment_intent", message: "One of `charge` or `payment_intent` is required." });
+      if (!piId && params.charge)
+        piId = (
+          store.charges.get(params.charge as string) ??
+          (() => {
+            throw noSuch("charge", params.charge as string, "charge");
+          })()
+        ).payment_intent;
+      if (!piId)
+        throw new StripeFailure(400, {
+          type: "invalid_request_error",
+          code: "parameter_missing",
+          param: "payment_intent",
+          message: "One of `charge` or `payment_intent` is required.",
+        });
       const pi = store.paymentIntent(piId, "payment_intent");
-      return refund(store, webhooks, pi, params.amount as number | undefined, request, (params.reason as string | undefined) ?? null, (params.metadata as Metadata | undefined) ?? {});
+      return refund(
+        store,
+        webhooks,
+        pi,
+        params.amount as number | undefined,
+        request,
+        (params.reason as string | undefined) ?? null,
+        (params.metadata as Metadata | undefined) ?? {},
+      );
     },
   },
   {
     method: "GET",
     pattern: "/v1/refunds/:id",
     spec: {},
-    run: ({ path, store }) => store.refunds.get(path.id as string) ?? (() => { throw noSuch("refund", path.id as string); })(),
+    run: ({ path, store }) =>
+      store.refunds.get(path.id as string) ??
+      (() => {
+        throw noSuch("refund", path.id as string);
+      })(),
   },
   {
     method: "GET",
     pattern: "/v1/disputes/:id",
     spec: {},
-    run: ({ path, store }) => store.disputes.get(path.id as string) ?? (() => { throw noSuch("dispute", path.id as string); })(),
+    run: ({ path, store }) =>
+      store.disputes.get(path.id as string) ??
+      (() => {
+        throw noSuch("dispute", path.id as string);
+      })(),
   },
 ];

@@ -19,13 +19,7 @@ export interface Customer {
 }
 
 export type PaymentIntentStatus =
-  | "requires_payment_method"
-  | "requires_confirmation"
-  | "requires_action"
-  | "processing"
-  | "requires_capture"
-  | "canceled"
-  | "succeeded";
+  "requires_payment_method" | "requires_confirmation" | "requires_action" | "processing" | "requires_capture" | "canceled" | "succeeded";
 
 export interface PaymentIntent {
   id: string;
@@ -208,13 +202,7 @@ export class Store {
   }
 
   /** Applies a balance transaction to its customer; Stripe fixes a customer's currency on first use. */
-  addBalanceTransaction(
-    customer: Customer,
-    amount: number,
-    currency: string,
-    description: string | null,
-    metadata: Metadata,
-  ): BalanceTransaction {
+  addBalanceTransaction(customer: Customer, amount: number, currency: string, description: string | null, metadata: Metadata): BalanceTransaction {
     if (customer.currency !== null && customer.currency !== currency) {
       throw new StripeFailure(400, {
         type: "invalid_request_error",

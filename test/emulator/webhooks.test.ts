@@ -198,9 +198,12 @@ describe("redelivery and duplicates", () => {
     const verified = await verify(got.raw, got.signature);
     expect(verified.type).toBe("payment_intent.succeeded");
     expect(got.event.data.object).toEqual(first.event.data.object);
-    expect(received.filter((r) => r.event.type === "payment_intent.succeeded" && objectId(r.event) === pi.id).map((r) => r.event.id).sort()).toEqual(
-      [first.event.id, copy.id].sort(),
-    );
+    expect(
+      received
+        .filter((r) => r.event.type === "payment_intent.succeeded" && objectId(r.event) === pi.id)
+        .map((r) => r.event.id)
+        .sort(),
+    ).toEqual([first.event.id, copy.id].sort());
   });
 });
 
@@ -211,10 +214,14 @@ describe("refunds and disputes", () => {
     await h.stripe.refunds.create({ payment_intent: pi.id, amount: 300 });
     await h.stripe.refunds.create({ payment_intent: pi.id, amount: 200 });
 
-    const refunded = await waitFor(() => {
-      const r = received.filter((x) => x.event.type === "charge.refunded" && objectId(x.event) === chargeId);
-      return r.length >= 2 ? r : undefined;
-    }, 3000, "two charge.refunded events");
+    const refunded = await waitFor(
+      () => {
+        const r = received.filter((x) => x.event.type === "charge.refunded" && objectId(x.event) === chargeId);
+        return r.length >= 2 ? r : undefined;
+      },
+      3000,
+      "two charge.refunded events",
+    );
     const charges = refunded.map((r) => r.event.data.object as Charge);
     expect(charges.map((c) => c.amount_refunded).sort((x, y) => x - y)).toEqual([300, 500]);
     expect(charges.every((c) => c.refunded === false && c.payment_intent === pi.id && c.amount === 1000)).toBe(true);
@@ -222,20 +229,30 @@ describe("refunds and disputes", () => {
 
     await h.stripe.refunds.create({ payment_intent: pi.id });
     const full = await waitFor(
-      () => received.find((x) => x.event.type === "charge.refunded" && objectId(x.event) === chargeId && (x.event.data.object as Charge).amount_refunded === 1000),
+      () =>
+        received.find((x) => x.event.type === "charge.refunded" && objectId(x.event) === chargeId && (x.event.data.object as Charge).amount_refunded === 1000),
       3000,
       "the full refund",
     );
     expect((full.event.data.object as Charge).refunded).toBe(true);
 
-    const refundEvents = received.filter((x) => x.event.type === "refund.created" && (x.event.data.object as { payment_intent: string }).payment_intent === pi.id);
+    const refundEvents = received.filter(
+      (x) => x.event.type === "refund.created" && (x.event.data.object as { payment_intent: string }).payment_intent === pi.id,
+    );
     expect(refundEvents.map((x) => (x.event.data.object as { amount: number }).amount).sort((x, y) => x - y)).toEqual([200, 300, 500]);
   });
 
   it("a dispute emits charge.dispute.created, and closing it charge.dispute.closed", async () => {
     const pi = await paidIntent(2000);
     const dispute = await h.control<Dispute>("POST", `/payment_intents/${pi.id}/dispute`, { reason: "product_not_received" });
-    expect(dispute).toMatchObject({ object: "dispute", amount: 2000, payment_intent: pi.id, charge: pi.latest_charge, status: "needs_response", reason: "product_not_received" });
+    expect(dispute).toMatchObject({
+      object: "dispute",
+      amount: 2000,
+      payment_intent: pi.id,
+      charge: pi.latest_charge,
+      status: "needs_response",
+      reason: "product_not_received",
+    });
 
     const created = await delivery("charge.dispute.created", dispute.id);
     const createdEvent = await verify(created.raw, created.signature);

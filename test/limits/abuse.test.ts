@@ -6,7 +6,27 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { LIMITS_BINDINGS } from "../bindings.js";
-import { answerOf, call, confirm, createCustomer, createPaymentIntent, emu, eventsFor, json, ledgerFor, newAccountId, paidTopUp, piObject, settledCredit, slowStripe, stripeRequests, tokenFor, topUpMetadata, waitForObject, waitForRequest } from "../helpers.js";
+import {
+  answerOf,
+  call,
+  confirm,
+  createCustomer,
+  createPaymentIntent,
+  emu,
+  eventsFor,
+  json,
+  ledgerFor,
+  newAccountId,
+  paidTopUp,
+  piObject,
+  settledCredit,
+  slowStripe,
+  stripeRequests,
+  tokenFor,
+  topUpMetadata,
+  waitForObject,
+  waitForRequest,
+} from "../helpers.js";
 
 const ACCOUNT_LIMIT = Number(LIMITS_BINDINGS.CONFIRM_LIMIT_PER_MINUTE);
 const QUEUE_LIMIT = Number(LIMITS_BINDINGS.OBJECT_QUEUE_LIMIT);
@@ -41,7 +61,9 @@ async function exhaust(token: string, ip: string): Promise<void> {
 async function leftBehind(paymentIntentId: string): Promise<{ tables: string[]; alarm: number | null }> {
   return runInDurableObject(piObject(paymentIntentId), async (_instance, state) => ({
     tables: state.storage.sql
-      .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")
+      .exec<{ name: string }>(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+      )
       .toArray()
       .map((r) => r.name),
     alarm: await state.storage.getAlarm(),
@@ -61,7 +83,7 @@ describe("junk confirms", () => {
       for (let i = 0; i < ids.length; i += 250) {
         const batch = await Promise.all(ids.slice(i, i + 250).map((id) => confirm(attacker.token, id, attackerIp)));
         answers.push(...batch.map((r) => r.status));
-        await Promise.all(batch.map((r) => r.body?.cancel()));
+        await Promise.all(batch.map(async (r) => r.body?.cancel()));
       }
       return answers;
     })();
@@ -77,8 +99,12 @@ describe("junk confirms", () => {
     expect(notFound + limited).toBe(2000);
     expect(notFound).toBeLessThanOrEqual(allowed);
     expect(limited).toBeGreaterThanOrEqual(2000 - allowed);
-    const reads = (await stripeRequests({ method: "GET", path: "/v1/payment_intents/pi_junk*" })).filter((r) => ids.includes(r.path.split("/").pop() ?? "")).length;
-    console.log(`junk: ${notFound} answered 404 after one Stripe read each, ${limited} answered 429; ${reads} Stripe reads (limit ${ACCOUNT_LIMIT}/min, ${allowed} allowed over the run)`);
+    const reads = (await stripeRequests({ method: "GET", path: "/v1/payment_intents/pi_junk*" })).filter((r) =>
+      ids.includes(r.path.split("/").pop() ?? ""),
+    ).length;
+    console.log(
+      `junk: ${notFound} answered 404 after one Stripe read each, ${limited} answered 429; ${reads} Stripe reads (limit ${ACCOUNT_LIMIT}/min, ${allowed} allowed over the run)`,
+    );
     expect(reads).toBeLessThanOrEqual(allowed);
     expect(reads).toBe(notFound);
 
@@ -145,7 +171,9 @@ describe("a burst of honest confirms", () => {
       Array.from({ length: 30 }, async () => {
         const accountId = newAccountId("burst");
         const customer = await createCustomer(accountId);
-        const pis = await Promise.all(Array.from({ length: 10 }, () => createPaymentIntent({ customer: customer.id, amount: 100, metadata: topUpMetadata(accountId) })));
+        const pis = await Promise.all(
+          Array.from({ length: 10 }, () => createPaymentIntent({ customer: customer.id, amount: 100, metadata: topUpMetadata(accountId) })),
+        );
         return { token: await tokenFor(accountId), customer, pis };
       }),
     );
@@ -180,7 +208,9 @@ describe("a burst of honest confirms", () => {
     const calls = after.requests - before.requests;
     const refused = after.rate_limited - before.rate_limited;
     const minimum = calls / 25;
-    console.log(`burst: ${statuses.filter((s) => s === 200).length}/300 answered 200 at once; ${calls} Stripe calls in ${elapsed.toFixed(1)} s (the 25/s limit's minimum: ${minimum.toFixed(1)} s); ${refused} refused with 429`);
+    console.log(
+      `burst: ${statuses.filter((s) => s === 200).length}/300 answered 200 at once; ${calls} Stripe calls in ${elapsed.toFixed(1)} s (the 25/s limit's minimum: ${minimum.toFixed(1)} s); ${refused} refused with 429`,
+    );
     expect(refused).toBeLessThanOrEqual(5);
     expect(statuses.filter((s) => s === 200).length).toBeGreaterThanOrEqual(295);
     expect(elapsed).toBeLessThan(minimum * 1.5);
@@ -193,7 +223,7 @@ describe("a hot PaymentIntent", () => {
     const ip = newIp();
     const answers = await Promise.all(Array.from({ length: 5000 }, () => confirm(token, pi.id, ip)));
     const statuses = answers.map((r) => r.status);
-    await Promise.all(answers.map((r) => r.body?.cancel()));
+    await Promise.all(answers.map(async (r) => r.body?.cancel()));
     const counts = statuses.reduce<Record<number, number>>((m, s) => ({ ...m, [s]: (m[s] ?? 0) + 1 }), {});
     console.log(`hot PaymentIntent: ${JSON.stringify(counts)}`);
     expect(Object.keys(counts).every((s) => s === "200" || s === "429")).toBe(true);
@@ -219,7 +249,9 @@ describe("a hot PaymentIntent", () => {
     expect(firstAnswer).toMatchObject({ status: 200, code: "credited", txId: ledger[0]?.id });
     const joined = answers.filter((a) => a.status === 200);
     const limited = answers.filter((a) => a.status === 429);
-    console.log(`queue bound ${QUEUE_LIMIT}: of ${crowd} callers during one attempt, ${joined.length} waited and were answered 200, ${limited.length} were answered 429`);
+    console.log(
+      `queue bound ${QUEUE_LIMIT}: of ${crowd} callers during one attempt, ${joined.length} waited and were answered 200, ${limited.length} were answered 429`,
+    );
     // Exactly the bound waited (all arrived during the attempt), each with the attempt's own answer.
     expect(joined).toHaveLength(QUEUE_LIMIT);
     for (const a of joined) expect(a).toMatchObject({ code: "credited", txId: ledger[0]?.id });

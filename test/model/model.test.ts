@@ -16,7 +16,23 @@ import fc from "fast-check";
 import { inject, it } from "vitest";
 import type { Inspection } from "../../src/objects/payment-intent.js";
 import { TEST_BINDINGS } from "../bindings.js";
-import { answerOf, call, createCustomer, createPaymentIntent, deliver, emu, json, ledgerFor, newAccountId, payWithTestCard, piObject, tokenFor, topUp, confirm, type BalanceTransaction } from "../helpers.js";
+import {
+  answerOf,
+  call,
+  createCustomer,
+  createPaymentIntent,
+  deliver,
+  emu,
+  json,
+  ledgerFor,
+  newAccountId,
+  payWithTestCard,
+  piObject,
+  tokenFor,
+  topUp,
+  confirm,
+  type BalanceTransaction,
+} from "../helpers.js";
 
 const RUNS = inject("modelRuns") ?? 40;
 const SEED = inject("modelSeed");
@@ -365,7 +381,7 @@ async function deliverOne(run: Run, event: EmittedEvent): Promise<void> {
 /** Events about one PaymentIntent, oldest first (of one type, when given). */
 async function eventsAbout(paymentIntentId: string, type?: EventKind): Promise<EmittedEvent[]> {
   const q = new URLSearchParams({ payment_intent: paymentIntentId, ...(type ? { type } : {}) });
-  return (await emu<{ data: EmittedEvent[] }>(`/events?${q}`)).data;
+  return (await emu<{ data: EmittedEvent[] }>(`/events?${q.toString()}`)).data;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -469,7 +485,7 @@ async function operatorList(ids: Set<string>): Promise<Map<string, Listed>> {
   let after: string | null = null;
   for (let page = 0; page < 100; page++) {
     const q = new URLSearchParams({ limit: "200", ...(after ? { after } : {}) });
-    const res = await call(`/operator/credits?${q}`, { headers: { authorization: `Bearer ${TEST_BINDINGS.OPERATOR_TOKEN}` } });
+    const res = await call(`/operator/credits?${q.toString()}`, { headers: { authorization: `Bearer ${TEST_BINDINGS.OPERATOR_TOKEN}` } });
     if (res.status !== 200) throw new Error(`GET /operator/credits answered ${res.status} ${await res.text()}`);
     const body = await json<{ data: ({ payment_intent_id: string } & Listed)[]; next_after: string | null }>(res);
     for (const e of body.data) if (ids.has(e.payment_intent_id)) listed.set(e.payment_intent_id, { state: e.state, reason: e.reason });
@@ -609,7 +625,8 @@ const property = fc.asyncProperty(worldArb, commandsArb, async (specs, commands)
   }
   const outcome = await observe(run);
   const violations = INVARIANTS.flatMap((check) => check(run, outcome));
-  if (violations.length > 0) throw new Error([...violations, "What the objects hold:", ...run.pis.map((pi) => state(pi, outcome)), ...run.webhookErrors].join("\n"));
+  if (violations.length > 0)
+    throw new Error([...violations, "What the objects hold:", ...run.pis.map((pi) => state(pi, outcome)), ...run.webhookErrors].join("\n"));
 });
 
 /** One PI's record and the end of its journal, for a failure report. */
