@@ -41,6 +41,8 @@ const SHRINK_MS = (inject("modelShrinkSeconds") ?? 45) * 1000;
 
 /** Entries that make a ledger longer than any page limit the service might stop at (100 per page). */
 const PADDING = 2_100;
+/** Added to each of the run's Stripe calls while its commands run (the drain runs without it). */
+const STRIPE_LATENCY_MS = 20;
 /** Drain rounds after a run: each runs every unfinished PI's alarm once. */
 const DRAIN_ROUNDS = 40;
 /** How long the drain waits, at most, for work the platform is running on its own. */
@@ -151,7 +153,19 @@ async function buildWorld(specs: PiSpec[]): Promise<Run> {
     }
     pis.push({ index, spec, id, owner, stranger, paid: spec.kind !== "unpaid_top_up", refunded: 0, dispute: null, refused400: false });
   }
-  return { accounts, pis, faults: [], answers: [], webhookErrors: [] };
+  const run: Run = { accounts, pis, faults: [], answers: [], webhookErrors: [] };
+  await slowStripe(run, STRIPE_LATENCY_MS);
+  return run;
+}
+
+/**
+ * Every Stripe call about the run's PaymentIntents and customers takes STRIPE_LATENCY_MS more
+ * (with as much jitter), or none at `ms` 0: while a call is out, other confirms, webhooks and
+ * alarms run inside the object, so a missing lock would credit twice.
+ */
+async function slowStripe(run: Run, ms: number): Promise<void> {
+  const paths = [...run.pis.map((pi) => `/v1/payment_intents/${pi.id}**`), ...run.accounts.map((a) => `/v1/customers/${a.customerId}/**`)];
+  for (const path of paths) await emu("/latency", { ms, jitter_ms: ms, path });
 }
 
 async function pay(paymentIntentId: string): Promise<void> {
@@ -391,6 +405,7 @@ const DELIVERED: readonly string[] = ["payment_intent.succeeded", "charge.refund
 
 /** Removes the run's faults (noting which fired), delivers every event once, drains alarms. */
 async function settleRun(run: Run): Promise<void> {
+  await slowStripe(run, 0);
   const rules = (await emu<{ data: { id: number; fired: number }[] }>("/faults")).data;
   for (const f of run.faults) {
     f.fired = rules.find((r) => r.id === f.id)?.fired ?? 0;
