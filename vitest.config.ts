@@ -99,7 +99,7 @@ export default defineConfig({
           hookTimeout: 180_000,
         },
       },
-      workerProject("worker", "test/*.test.ts", "test/global-setup.ts", "emulatorUrl", TEST_BINDINGS, 30_000),
+      workerProject("worker", "test/{*,wallet/*}.test.ts", "test/global-setup.ts", "emulatorUrl", TEST_BINDINGS, 30_000),
       workerProject("limits", "test/limits/*.test.ts", "test/limits/global-setup.ts", "limitsEmulatorUrl", LIMITS_BINDINGS, 120_000),
       modelProject(),
     ],

@@ -1,8 +1,16 @@
-// The demo page: sign in, see the balance, top up, see the ledger. No build step. It uses only
-// the service's public routes (plus /demo/* for the local sign-in and test-card payment).
+// The demo page: sign in, see the balance, top up, use credit, see the ledger. No build step. It
+// uses only the service's public routes (plus /demo/* for the local sign-in, the test-card
+// payment, and "Use credit", which spends through the seller's API on the server).
 
 const $ = (id) => document.getElementById(id);
-const state = { token: sessionStorage.getItem("token"), account: sessionStorage.getItem("account"), config: null, topUpKey: null };
+const state = {
+  token: sessionStorage.getItem("token"),
+  account: sessionStorage.getItem("account"),
+  config: null,
+  currency: null,
+  topUpKey: null,
+  spendKey: null,
+};
 
 const money = (minor, currency) => new Intl.NumberFormat(undefined, { style: "currency", currency: currency.toUpperCase() }).format(minor / 100);
 
@@ -16,34 +24,64 @@ async function api(path, { method = "GET", body, headers = {} } = {}) {
   if (!res.ok) {
     const err = new Error(data?.error?.message ?? `HTTP ${res.status}`);
     err.status = res.status;
+    err.error = data?.error ?? {};
     err.retryAfter = Number(res.headers.get("retry-after") ?? 0);
     throw err;
   }
   return data;
 }
 
-function setStatus(text, kind = "") {
-  const el = $("status");
+function setStatus(text, kind = "", id = "status") {
+  const el = $(id);
   el.textContent = text;
   el.className = `status ${kind}`;
 }
 
+// What each kind of ledger line is called; `amount` is the change to available + held, `held`
+// the change to what is held (a hold moves credit from available to held: amount 0, held +h).
+const KINDS = {
+  top_up: "Top-up",
+  reversal: "Refund or dispute",
+  restoration: "Dispute won",
+  debit: "Used credit",
+  hold: "Held",
+  capture: "Hold spent",
+  release: "Hold released",
+  stripe: "Stripe adjustment",
+};
+
+const signed = (minor, currency) => `${minor > 0 ? "+" : minor < 0 ? "−" : ""}${money(Math.abs(minor), currency)}`;
+
+function ledgerRow(tx) {
+  const tr = document.createElement("tr");
+  tr.dataset.kind = tx.kind;
+  const when = document.createElement("td");
+  when.textContent = new Date(tx.created).toLocaleString(undefined, { dateStyle: "short", timeStyle: "short" });
+  const what = document.createElement("td");
+  what.textContent = KINDS[tx.kind] ?? tx.kind;
+  const notes = [tx.kind !== "top_up" ? tx.description : null, tx.held ? `held ${signed(tx.held, tx.currency)}` : null].filter(Boolean);
+  if (notes.length > 0) {
+    const note = document.createElement("span");
+    note.className = "note";
+    note.textContent = notes.join(" · ");
+    what.append(note);
+  }
+  const amount = document.createElement("td");
+  amount.className = `num ${tx.amount > 0 ? "credit" : tx.amount < 0 ? "debit" : ""}`;
+  amount.textContent = signed(tx.amount, tx.currency);
+  tr.append(when, what, amount);
+  return tr;
+}
+
 async function refresh() {
   const [balance, ledger] = await Promise.all([api("/billing/balance"), api("/billing/transactions?limit=20")]);
-  $("balance").textContent = money(balance.balance, balance.currency);
-  $("balance").dataset.minor = String(balance.balance);
-  const rows = ledger.data.map((tx) => {
-    const tr = document.createElement("tr");
-    const when = document.createElement("td");
-    when.textContent = new Date(tx.created).toLocaleString(undefined, { dateStyle: "short", timeStyle: "short" });
-    const what = document.createElement("td");
-    what.textContent = tx.kind === "top_up" ? "Top-up" : tx.kind === "reversal" ? "Reversal" : (tx.description ?? "Adjustment");
-    const amount = document.createElement("td");
-    amount.className = `num ${tx.amount >= 0 ? "credit" : "debit"}`;
-    amount.textContent = `${tx.amount >= 0 ? "+" : "−"}${money(Math.abs(tx.amount), tx.currency)}`;
-    tr.append(when, what, amount);
-    return tr;
-  });
+  state.currency = balance.currency;
+  $("balance").textContent = money(balance.available, balance.currency);
+  $("balance").dataset.minor = String(balance.available);
+  $("held").textContent = money(balance.held, balance.currency);
+  $("held").dataset.minor = String(balance.held);
+  $("spend-currency").textContent = balance.currency.toUpperCase();
+  const rows = ledger.data.map(ledgerRow);
   $("ledger")
     .querySelector("tbody")
     .replaceChildren(...rows);
@@ -54,6 +92,8 @@ function show() {
   const signedIn = Boolean(state.token);
   $("signin").hidden = signedIn;
   $("wallet").hidden = !signedIn;
+  // Spending is the seller's backend's job; only the demo lets the page ask for it.
+  $("spend-form").hidden = !state.config?.demo_mode;
   if (signedIn) {
     $("who").textContent = state.account;
     refresh().catch((err) => setStatus(err.message, "bad"));
@@ -157,6 +197,44 @@ $("topup-form").addEventListener("submit", async (e) => {
     busy = false;
     $("topup").disabled = false;
   }
+});
+
+// One Idempotency-Key per intended spend, kept until the service answers: a double click or a
+// retry after a dropped connection sends the same key, so the credit is used once. An answer,
+// or a new amount, starts a new key.
+$("spend-amount").addEventListener("input", () => {
+  state.spendKey = null;
+});
+
+let spending = false;
+$("spend-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  if (spending) return;
+  spending = true;
+  $("spend").disabled = true;
+  const currency = state.currency ?? "usd";
+  const amount = Math.round(Number($("spend-amount").value) * 100);
+  state.spendKey ??= crypto.randomUUID();
+  try {
+    setStatus("Using credit…", "", "spend-status");
+    const debit = await api("/demo/spend", { method: "POST", body: { amount, currency }, headers: { "idempotency-key": state.spendKey } });
+    state.spendKey = null;
+    setStatus(`Used ${money(debit.amount, debit.currency)}. ${money(debit.balance.available, debit.balance.currency)} available.`, "ok", "spend-status");
+  } catch (err) {
+    // A dropped connection or a 5xx keeps the key, so trying again cannot spend twice.
+    if (err.status && err.status < 500) state.spendKey = null;
+    const message =
+      err.error?.code === "insufficient_credit"
+        ? `Not enough credit: ${money(err.error.available, err.error.currency ?? currency)} available.`
+        : err.error?.code === "service_token_missing"
+          ? "Using credit is not set up: add SERVICE_TOKEN to .dev.vars and restart."
+          : err.message;
+    setStatus(message, "bad", "spend-status");
+  } finally {
+    spending = false;
+    $("spend").disabled = false;
+  }
+  await refresh().catch((err) => setStatus(err.message, "bad", "spend-status"));
 });
 
 (async () => {

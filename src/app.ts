@@ -10,6 +10,7 @@ import type { Env } from "./env.js";
 import { ApiError } from "./errors.js";
 import type { AppEnv } from "./http.js";
 import { logEvent } from "./log.js";
+import { accounts } from "./routes/accounts.js";
 import { billing } from "./routes/billing.js";
 import { demo } from "./routes/demo.js";
 import { operator } from "./routes/operator.js";
@@ -40,6 +41,7 @@ function errorBoundary(
       return c.json(new ApiError(400, "invalid_request", aboutJson ? "The request body is not valid JSON." : "The request is malformed.").body(), 400);
     }
     if (status === 413) return c.json(new ApiError(413, "payload_too_large", "The request body is too large.").body(), 413);
+    if (status === 415) return c.json(new ApiError(415, "unsupported_media_type", "The request body must be application/json.").body(), 415);
     if (status === 401) return c.json(new ApiError(401, "unauthenticated", "Authentication is required.").body(), 401);
   }
   logEvent("unhandled_error", { path: c.req.path, error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) });
@@ -52,6 +54,11 @@ function errorBoundary(
  */
 function describeUndocumentedRoutes(app: OpenAPIHono<AppEnv>): void {
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer", bearerFormat: "JWT" });
+  app.openAPIRegistry.registerComponent("securitySchemes", "service", {
+    type: "http",
+    scheme: "bearer",
+    description: "The seller's backend: one of the comma-separated SERVICE_TOKEN values",
+  });
   app.openAPIRegistry.registerPath({
     method: "get",
     path: "/healthz",
@@ -145,13 +152,16 @@ export function buildApp(): OpenAPIHono<AppEnv> {
 
   app.get("/healthz", (c) => c.json({ ok: true }));
   app.route("/billing", billing);
+  // The seller's server-to-server API: a service token, no CORS.
+  app.route("/v1/accounts", accounts);
   describeUndocumentedRoutes(app);
   app.doc31("/openapi.json", {
     openapi: "3.1.0",
     info: {
       title: "Prepaid credit",
       version: "1.0.0",
-      description: 'Exactly-once Stripe top-ups. Errors are {"error": {"code", "message"}} with a stable code.',
+      description:
+        'Exactly-once Stripe top-ups, and spending that credit from the seller\'s backend. Errors are {"error": {"code", "message"}} with a stable code.',
     },
   });
   app.route("/operator", operator);

@@ -2,6 +2,10 @@
 // verified with jose: HS256 under AUTH_JWT_SECRET, or an identity provider's keys from
 // AUTH_JWKS_URL, in which case issuer and audience are required (without them a token the
 // provider issued for any other application would be accepted here).
+//
+// The seller's backend instead sends `Authorization: Bearer <SERVICE_TOKEN>` (one of several
+// comma-separated values while rotating), compared in constant time. A browser's JWT is never a
+// service token, and neither token opens the operator routes (OPERATOR_TOKEN only).
 
 import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyOptions } from "jose";
 import type { Env } from "./env.js";
@@ -93,4 +97,55 @@ async function verify(token: string, env: Env): Promise<JWTPayload> {
     ...(env.AUTH_AUDIENCE ? { audience: env.AUTH_AUDIENCE } : {}),
   });
   return payload;
+}
+
+/** The configured service tokens: SERVICE_TOKEN split on commas, blanks dropped. */
+export function serviceTokens(setting: string | undefined): string[] {
+  return (setting ?? "")
+    .split(",")
+    .map((t) => t.trim())
+    .filter((t) => t !== "");
+}
+
+/** SHA-256 digests of the configured service tokens, computed once per setting. */
+const serviceDigests = new Map<string, Promise<ArrayBuffer[]>>();
+let serviceTokenWarned = false;
+
+function sha256(value: string): Promise<ArrayBuffer> {
+  return crypto.subtle.digest("SHA-256", new TextEncoder().encode(value));
+}
+
+function serviceTokenDigests(setting: string, tokens: string[]): Promise<ArrayBuffer[]> {
+  let digests = serviceDigests.get(setting);
+  if (!digests) {
+    digests = Promise.all(tokens.map(sha256));
+    serviceDigests.set(setting, digests);
+  }
+  return digests;
+}
+
+/**
+ * Checks the seller's backend's `Authorization: Bearer <SERVICE_TOKEN>`; throws a 401 ApiError
+ * (realm "accounts") otherwise. Both sides are hashed with SHA-256 and the digests compared with
+ * `timingSafeEqual`, against every configured token (no early exit), so neither a token's length
+ * nor which token matched shows in the timing. No token configured: every request is refused.
+ */
+export async function authenticateService(authorization: string | undefined, env: Env): Promise<void> {
+  const setting = env.SERVICE_TOKEN ?? "";
+  const tokens = serviceTokens(setting);
+  if (tokens.length === 0) {
+    if (!serviceTokenWarned) {
+      serviceTokenWarned = true;
+      logEvent("service_token_missing", { error: "SERVICE_TOKEN is not set: every /v1/accounts request is refused" });
+    }
+    throw unauthenticated("The seller API is not configured on this service.", "accounts");
+  }
+  const token = bearerToken(authorization, "accounts");
+  const [presented, expected] = await Promise.all([sha256(token), serviceTokenDigests(setting, tokens)]);
+  let match = false;
+  for (const digest of expected) {
+    const equal = crypto.subtle.timingSafeEqual(presented, digest);
+    match = match || equal;
+  }
+  if (!match) throw unauthenticated("The service token is invalid.", "accounts");
 }

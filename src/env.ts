@@ -33,6 +33,12 @@ export interface Env {
   STRIPE_PUBLISHABLE_KEY?: string;
   /** Bearer token for the operator routes. */
   OPERATOR_TOKEN?: string;
+  /**
+   * Bearer token(s) of the seller's backend for the server-to-server routes under /v1/accounts.
+   * Comma-separated: every value is accepted, so a new token can be rolled out before the old one
+   * is removed. Unset or empty: every /v1/accounts request is refused (401).
+   */
+  SERVICE_TOKEN?: string;
   /** Per-request Stripe timeout (default 10000 ms). */
   STRIPE_TIMEOUT_MS?: string;
   /** Retries the Stripe SDK makes with the same Idempotency-Key (default 2). */
@@ -58,6 +64,8 @@ export interface Env {
   /** Top-ups created per minute per account (default 20) and per client address (default 60). */
   TOPUP_LIMIT_PER_MINUTE?: string;
   TOPUP_IP_LIMIT_PER_MINUTE?: string;
+  /** Seconds between the first unsynced debit and its write to Stripe's customer balance (default 60; 0 = each debit at once). */
+  STRIPE_SYNC_SECONDS?: string;
   /** Browsers of one customer that one PaymentIntent object lets wait on its attempt in flight before answering 429 (default 100). */
   OBJECT_QUEUE_LIMIT?: string;
 }

@@ -16,11 +16,16 @@ export type ErrorCode =
   | "payment_not_creditable"
   | "credit_needs_attention"
   | "idempotency_key_reused"
+  | "insufficient_credit"
+  | "currency_mismatch"
+  | "hold_not_found"
+  | "hold_not_active"
   | "invalid_signature"
   | "payload_too_large"
   | "unsupported_media_type"
   | "rate_limited"
   | "stripe_unavailable"
+  | "service_token_missing"
   | "internal_error";
 
 /** An error answer: status, stable code, a message for humans, optional extra fields. */

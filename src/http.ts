@@ -3,14 +3,21 @@
 
 import { createMiddleware } from "hono/factory";
 import { bodyLimit } from "hono/body-limit";
-import { authenticate } from "./auth.js";
+import { authenticate, authenticateService } from "./auth.js";
 import type { Env } from "./env.js";
 import { ApiError } from "./errors.js";
 
 /** Hono's environment for this app: bindings plus what middleware sets. */
 export interface AppEnv {
   Bindings: Env;
-  Variables: { accountId: string };
+  Variables: {
+    /** The signed-in browser's account (requireAccount). */
+    accountId: string;
+    /** The request's Idempotency-Key (requireIdempotencyKey). */
+    idempotencyKey: string;
+    /** The JSON body as sent, before any schema default; `{}` for an absent optional body (parsedJsonBody). */
+    rawBody: unknown;
+  };
 }
 
 /** Requires a valid bearer token; sets `accountId`. */
@@ -19,17 +26,93 @@ export const requireAccount = createMiddleware<AppEnv>(async (c, next) => {
   await next();
 });
 
-/** Requires `Content-Type: application/json` and at most `maxBytes` of body. */
-export function jsonBody(maxBytes: number) {
-  const limit = bodyLimit({
+/** Requires the seller's service token (`Authorization: Bearer <SERVICE_TOKEN>`). */
+export const requireService = createMiddleware<AppEnv>(async (c, next) => {
+  await authenticateService(c.req.header("authorization"), c.env);
+  await next();
+});
+
+function sizeLimit(maxBytes: number) {
+  return bodyLimit({
     maxSize: maxBytes,
     onError: () => {
       throw new ApiError(413, "payload_too_large", `The request body must be at most ${maxBytes} bytes.`);
     },
   });
+}
+
+function mediaType(header: string | undefined): string {
+  return (header ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
+}
+
+/** Requires `Content-Type: application/json` and at most `maxBytes` of body. */
+export function jsonBody(maxBytes: number) {
+  const limit = sizeLimit(maxBytes);
   return createMiddleware<AppEnv>(async (c, next) => {
-    const type = (c.req.header("content-type") ?? "").split(";")[0]?.trim().toLowerCase();
-    if (type !== "application/json") throw new ApiError(415, "unsupported_media_type", "The request body must be application/json.");
+    if (mediaType(c.req.header("content-type")) !== "application/json") {
+      throw new ApiError(415, "unsupported_media_type", "The request body must be application/json.");
+    }
     return limit(c, next);
+  });
+}
+
+/** The longest Idempotency-Key accepted (Stripe's own limit). */
+export const IDEMPOTENCY_KEY_MAX = 255;
+
+/**
+ * Requires an `Idempotency-Key` header of 1..255 printable ASCII characters; sets `idempotencyKey`.
+ * A refusal here is a 400 made before anything is stored, so it is never kept under the key.
+ */
+export const requireIdempotencyKey = createMiddleware<AppEnv>(async (c, next) => {
+  const key = c.req.header("idempotency-key") ?? "";
+  if (key === "") throw new ApiError(400, "invalid_request", "Idempotency-Key header is required");
+  if (key.length > IDEMPOTENCY_KEY_MAX) {
+    throw new ApiError(400, "invalid_request", `Idempotency-Key: must be at most ${IDEMPOTENCY_KEY_MAX} characters`);
+  }
+  if (!/^[\x20-\x7e]+$/.test(key)) throw new ApiError(400, "invalid_request", "Idempotency-Key: must be printable ASCII characters");
+  c.set("idempotencyKey", key);
+  await next();
+});
+
+/**
+ * Like jsonBody, and parses the body once, keeping it as sent in `rawBody` (what an
+ * Idempotency-Key's request is compared by). With `optional`, a request may have no body at
+ * all, whatever its Content-Type says (`curl -X POST`, `curl -d ''`, `fetch` with `body: ""`):
+ * it is then `{}`, the same request as an explicit `{}`, and the route's schema sees `{}` too.
+ * A body that is there must be `application/json` (else 415) and valid JSON with no
+ * `__proto__` key anywhere (a schema would drop such a key without a word; refused instead).
+ */
+export function parsedJsonBody(maxBytes: number, options: { optional?: boolean } = {}) {
+  const limit = sizeLimit(maxBytes);
+  const unsupported = () => new ApiError(415, "unsupported_media_type", "The request body must be application/json.");
+  return createMiddleware<AppEnv>(async (c, next) => {
+    const isJson = mediaType(c.req.header("content-type")) === "application/json";
+    if (!isJson && !options.optional) throw unsupported();
+    return limit(c, async () => {
+      // Read from a copy: the route's validator reads the request's own body after this.
+      const text = c.req.raw.body === null ? "" : await c.req.raw.clone().text();
+      if (text === "" && options.optional) {
+        c.set("rawBody", {});
+        // The validator reads `{}` as JSON too: the request is replaced (as bodyLimit does), not changed.
+        const headers = new Headers(c.req.raw.headers);
+        headers.set("content-type", "application/json");
+        c.req.raw = new Request(c.req.raw, { headers, body: "{}" });
+        return next();
+      }
+      if (!isJson) throw unsupported();
+      let parsed: unknown;
+      let protoKey = false;
+      try {
+        parsed = JSON.parse(text, (key, value: unknown) => {
+          if (key === "__proto__") protoKey = true;
+          return value;
+        });
+      } catch {
+        throw new ApiError(400, "invalid_request", "The request body is not valid JSON.");
+      }
+      if (protoKey) throw new ApiError(400, "invalid_request", "__proto__ is not allowed as a key.");
+      c.set("rawBody", parsed);
+      return next();
+    });
   });
 }

@@ -9,3 +9,9 @@ export const PAYMENT_INTENT_ID = /^pi_[A-Za-z0-9]{1,252}$/;
  * keeps to a plain alphabet: no quoting trick can change a query's meaning.
  */
 export const ACCOUNT_ID = /^[A-Za-z0-9_.:@|-]{1,128}$/;
+
+/**
+ * A wallet hold's id as the seller's routes accept it: `hold_` and letters and digits (the wallet
+ * makes `hold_` + 24 hex characters). Anything else cannot name a hold and is answered 404.
+ */
+export const HOLD_ID = /^hold_[A-Za-z0-9]{8,64}$/;

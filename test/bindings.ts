@@ -8,6 +8,8 @@ export const TEST_BINDINGS = {
   AUTH_JWT_SECRET: "test-secret-for-hs256-tokens-0123456789abcdef",
   ALLOWED_ORIGINS: "https://app.example.com",
   OPERATOR_TOKEN: "op_test_token_0123456789",
+  // The seller's backend: two values, as during a rotation; both are accepted.
+  SERVICE_TOKEN: "svc_test_token_0123456789,svc_test_token_rotated_abcdef",
   // Short enough that a hung Stripe call fails a test quickly, long enough for a 50 ms emulator.
   STRIPE_TIMEOUT_MS: "800",
   // The governor and the request limits are on, but far above what these tests send; the

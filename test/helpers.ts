@@ -331,9 +331,23 @@ export async function waitForObject(paymentIntentId: string, done: (i: Inspectio
 export const settledCredit = (i: Inspection) =>
   i.record?.state === "credited" && i.record.mark_state === "done" && i.adjustments.every((a) => a.state === "done");
 
-/** GET /billing/balance for `token`. */
+/**
+ * GET /billing/balance for `token`: `balance` (= available) and `currency`, the figures every
+ * client reads. The answer also has `available` and `held` (test/accounts-api.test.ts checks them).
+ */
 export async function balanceOf(token: string): Promise<{ balance: number; currency: string }> {
-  return json(await authed(token, "/billing/balance"));
+  const { balance, currency } = await json<{ balance: number; currency: string }>(await authed(token, "/billing/balance"));
+  return { balance, currency };
+}
+
+/** The seller's current service token (the first of TEST_BINDINGS.SERVICE_TOKEN's values). */
+export const SERVICE_TOKEN = TEST_BINDINGS.SERVICE_TOKEN.split(",")[0] ?? "";
+
+/** A request to the seller's API (/v1/accounts/…) with the service token, unless `init` carries its own Authorization. */
+export function seller(path: string, init: RequestInit = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  if (!headers.has("authorization")) headers.set("authorization", `Bearer ${SERVICE_TOKEN}`);
+  return call(path, { ...init, headers });
 }
 
 /** Waits until the emulator is serving (has received, not yet answered) a request matching `filter`. */

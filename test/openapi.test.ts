@@ -12,7 +12,7 @@ interface Doc {
   components: { schemas: Record<string, { properties?: Record<string, { example?: unknown }> }> };
 }
 
-const PUBLIC = /^\/(billing|stripe|healthz)/;
+const PUBLIC = /^\/(billing|stripe|healthz|v1)/;
 
 async function loadDoc(): Promise<Doc> {
   const res = await call("/openapi.json");
@@ -27,7 +27,7 @@ describe("/openapi.json", () => {
     const documented = Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`));
     const served = buildApp()
       .routes.filter((r) => r.method !== "ALL" && PUBLIC.test(r.path))
-      .map((r) => `${r.method} ${r.path.replace(/\/$/, "")}`);
+      .map((r) => `${r.method} ${r.path.replace(/\/$/, "").replace(/:([a-z_]+)/g, "{$1}")}`);
     expect(new Set(documented)).toEqual(new Set(served));
     expect(documented.sort()).toEqual(
       [
@@ -37,6 +37,12 @@ describe("/openapi.json", () => {
         "POST /billing/confirm_payment",
         "POST /billing/top_ups",
         "POST /stripe/webhook",
+        "POST /v1/accounts/{account_id}/debits",
+        "POST /v1/accounts/{account_id}/holds",
+        "POST /v1/accounts/{account_id}/holds/{hold_id}/capture",
+        "POST /v1/accounts/{account_id}/holds/{hold_id}/release",
+        "GET /v1/accounts/{account_id}/balance",
+        "GET /v1/accounts/{account_id}/transactions",
       ].sort(),
     );
   });
@@ -50,6 +56,21 @@ describe("/openapi.json", () => {
           ...(method === "post" ? { headers: { "content-type": "application/json" }, body: "{}" } : {}),
         });
         expect(Object.keys(op.responses), `${method} ${path} answered ${res.status}`).toContain(String(res.status));
+      }
+    }
+  });
+
+  it("the seller's routes are under the service-token scheme, the browser's under the JWT", async () => {
+    const doc = (await loadDoc()) as Doc & {
+      paths: Record<string, Record<string, { security?: Record<string, string[]>[] }>>;
+      components: { securitySchemes?: Record<string, { type: string; scheme: string }> };
+    };
+    expect(doc.components.securitySchemes?.service).toMatchObject({ type: "http", scheme: "bearer" });
+    expect(doc.components.securitySchemes?.bearer).toMatchObject({ type: "http", scheme: "bearer" });
+    for (const [path, ops] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(ops)) {
+        if (path.startsWith("/v1/")) expect(op.security, `${method} ${path}`).toEqual([{ service: [] }]);
+        if (path.startsWith("/billing/")) expect(op.security, `${method} ${path}`).toEqual([{ bearer: [] }]);
       }
     }
   });

@@ -1,24 +1,27 @@
 // The Account object: one per account id. It remembers which Stripe customer belongs to the
 // account, creates that customer (once: concurrent first top-ups share one creation, and the
-// creation's Idempotency-Key guards retries), creates top-up PaymentIntents, and serves the
-// balance and the ledger.
+// creation's Idempotency-Key guards retries), creates top-up PaymentIntents, and hosts the
+// account's wallet (src/wallet/): spending, balance, ledger, the sync to Stripe.
 //
 // Stripe's customer search lags writes (up to a minute, an hour in incidents), so the customer
 // is remembered durably the first time it is known and every later lookup is answered from
 // storage. Concurrent first lookups share one in-flight promise, because the object admits
 // other calls while it awaits Stripe.
 //
-// account (one row): account_id, customer_id, balance, currency, balance_at (ms; null = unknown),
-//   created_at, updated_at
+// account (one row): account_id, customer_id, created_at, updated_at. (balance, currency and
+//   balance_at are no longer written: the wallet keeps the account's figures.)
 
 import { DurableObject } from "cloudflare:workers";
 import type Stripe from "stripe";
-import type { Env } from "../env.js";
+import { defaultCurrency, type Env } from "../env.js";
 import { logEvent } from "../log.js";
 import { createStripe } from "../stripe/client.js";
 import { classifyStripeError } from "../stripe/errors.js";
 import { topUpKey } from "../stripe/keys.js";
 import { TOP_UP_MARKER } from "../credit/top-up.js";
+import type { BalanceOutcome, LinesPage, ReportOutcome, SpendOutcome, SpendRequest, StripeEntryReport } from "../wallet/contract.js";
+import type { BatchRow, WalletRow } from "../wallet/schema.js";
+import { Wallet } from "../wallet/wallet.js";
 
 export type CustomerLookup =
   { ok: true; customerId: string } | { ok: false; reason: "no_customer" } | { ok: false; reason: "unavailable"; retryAfterSeconds: number };
@@ -27,25 +30,16 @@ export type TopUpResult =
   | { ok: true; paymentIntentId: string; clientSecret: string; amount: number; currency: string }
   | { ok: false; reason: "idempotency_conflict" }
   | { ok: false; reason: "refused"; message: string }
+  | { ok: false; reason: "currency_mismatch"; currency: string }
   | { ok: false; reason: "unavailable"; retryAfterSeconds: number };
 
-export type BalanceResult = { ok: true; balance: number; currency: string } | { ok: false; reason: "unavailable"; retryAfterSeconds: number };
-
-/** One ledger line as the browser sees it: credit positive, debit negative. */
-export interface LedgerLine {
-  id: string;
-  amount: number;
-  currency: string;
-  kind: "top_up" | "reversal" | "other";
-  payment_intent_id: string | null;
-  description: string | null;
-  created: string;
+/** The wallet as stored, for tests and operators. */
+export interface WalletInspection {
+  wallet: WalletRow | null;
+  sums: { total: number; held: number };
+  batches: BatchRow[];
+  owed: number;
 }
-
-export type LedgerPage =
-  | { ok: true; data: LedgerLine[]; has_more: boolean; next_cursor: string | null }
-  | { ok: false; reason: "bad_cursor" }
-  | { ok: false; reason: "unavailable"; retryAfterSeconds: number };
 
 const SCHEMA = `CREATE TABLE IF NOT EXISTS account (
   account_id TEXT PRIMARY KEY,
@@ -60,13 +54,8 @@ const SCHEMA = `CREATE TABLE IF NOT EXISTS account (
 interface AccountRow {
   account_id: string;
   customer_id: string;
-  balance: number | null;
-  currency: string | null;
-  balance_at: number | null;
 }
 
-/** How long a remembered balance is served before Stripe is asked again (invoices also move it). */
-const BALANCE_TTL_MS = 30_000;
 const RETRY_AFTER_SECONDS = 2;
 /** How long "this account has no customer" is answered from memory. */
 const NO_CUSTOMER_MEMORY_MS = 60_000;
@@ -79,21 +68,27 @@ export function searchLiteral(value: string): string {
 /** The per-account Durable Object; its public methods are the RPC surface. */
 export class AccountObject extends DurableObject<Env> {
   #stripe: Stripe | null = null;
-  #display: Stripe | null = null;
   #lookup: Promise<CustomerLookup> | null = null;
   #creation: Promise<CustomerLookup> | null = null;
   /** An account with no customer, remembered briefly in memory so its requests do not each cost a search. */
   #noCustomerUntil = 0;
+  #wallet: Wallet;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.#wallet = new Wallet({
+      storage: ctx.storage,
+      env,
+      stripe: () => this.#client,
+      customer: (accountId) => this.customerFor(accountId),
+      adoptCustomer: (accountId, customerId) => this.#remember(accountId, customerId),
+      log: logEvent,
+    });
+  }
 
   get #client(): Stripe {
     this.#stripe ??= createStripe(this.env, "credit");
     return this.#stripe;
-  }
-
-  /** For reads that only display something: they wait behind calls that credit. */
-  get #displayClient(): Stripe {
-    this.#display ??= createStripe(this.env, "display");
-    return this.#display;
   }
 
   /**
@@ -130,6 +125,11 @@ export class AccountObject extends DurableObject<Env> {
   async createTopUp(accountId: string, amount: number, currency: string, clientKey: string | null): Promise<TopUpResult> {
     const customer = await this.ensureCustomer(accountId);
     if (!customer.ok) return customer.reason === "unavailable" ? customer : { ok: false, reason: "unavailable", retryAfterSeconds: RETRY_AFTER_SECONDS };
+    // One currency per wallet (Stripe keeps a customer's balance in one): refused before payment.
+    const opened = await this.#wallet.ensureOpen(accountId);
+    if (opened.kind === "unavailable") return { ok: false, reason: "unavailable", retryAfterSeconds: opened.retryAfterSeconds };
+    const walletCurrency = this.#wallet.ledger.row()?.currency ?? null;
+    if (walletCurrency !== null && walletCurrency !== currency) return { ok: false, reason: "currency_mismatch", currency: walletCurrency };
     try {
       const pi = await this.#client.paymentIntents.create(
         {
@@ -152,50 +152,49 @@ export class AccountObject extends DurableObject<Env> {
     }
   }
 
-  /** The account's credit (Stripe's negative customer balance, shown positive) and its currency. */
-  async balance(accountId: string, defaultCurrency: string): Promise<BalanceResult> {
-    const row = this.#row(accountId);
-    if (!row) {
-      const found = await this.customerFor(accountId);
-      if (!found.ok) return found.reason === "no_customer" ? { ok: true, balance: 0, currency: defaultCurrency } : found;
-      return this.balance(accountId, defaultCurrency);
-    }
-    if (row.balance !== null && row.balance_at !== null && Date.now() - row.balance_at < BALANCE_TTL_MS) {
-      return { ok: true, balance: -row.balance, currency: row.currency ?? defaultCurrency };
-    }
-    try {
-      const customer = await this.#displayClient.customers.retrieve(row.customer_id);
-      if (customer.deleted) return { ok: true, balance: 0, currency: defaultCurrency };
-      this.#storeBalance(accountId, customer.balance, customer.currency ?? null);
-      return { ok: true, balance: -customer.balance, currency: customer.currency ?? defaultCurrency };
-    } catch (err) {
-      logEvent("balance_read_failed", { account: accountId, error: classifyStripeError(err).message });
-      // A stale figure beats none; it is at most as old as Stripe has been unreachable.
-      if (row.balance !== null) return { ok: true, balance: -row.balance, currency: row.currency ?? defaultCurrency };
-      return { ok: false, reason: "unavailable", retryAfterSeconds: RETRY_AFTER_SECONDS };
-    }
+  /** A debit, hold, capture or release from the seller's backend, under its Idempotency-Key. */
+  async spend(accountId: string, request: SpendRequest, idempotencyKey: string, fingerprint: string): Promise<SpendOutcome> {
+    return this.#wallet.spend(accountId, request, idempotencyKey, fingerprint);
   }
 
-  /** A PaymentIntent object reports the customer's balance right after writing to the ledger. */
-  async noteBalance(customerId: string, endingBalance: number, currency: string): Promise<void> {
-    const rows = this.#rows().filter((r) => r.customer_id === customerId);
-    for (const row of rows) this.#storeBalance(row.account_id, endingBalance, currency);
+  /** The wallet's figures: available, held, and when Stripe was last brought up to date. */
+  async walletBalance(accountId: string): Promise<BalanceOutcome> {
+    return this.#wallet.balance(accountId, defaultCurrency(this.env));
   }
 
-  /** One page of the account's ledger, newest first; `cursor` is the last id of the previous page. */
-  async ledger(accountId: string, limit: number, cursor: string | null): Promise<LedgerPage> {
-    const found = await this.customerFor(accountId);
-    if (!found.ok) return found.reason === "no_customer" ? { ok: true, data: [], has_more: false, next_cursor: null } : found;
+  /** One page of the wallet's ledger, newest first; `cursor` is the last id of the previous page. */
+  async walletLines(accountId: string, limit: number, cursor: string | null): Promise<LinesPage> {
+    return this.#wallet.lines(accountId, limit, cursor);
+  }
+
+  /** A PaymentIntent object's credits and reversals, applied once each; ok once durable here. */
+  async applyStripeEntries(accountId: string, reports: StripeEntryReport[]): Promise<ReportOutcome> {
+    return this.#wallet.applyReports(accountId, reports);
+  }
+
+  /** Writes owed spending to Stripe and takes in Stripe's entries now (tests and operators; the alarm does it on its own). */
+  async syncNow(accountId: string): Promise<{ ok: boolean; error: string | null }> {
+    const opened = await this.#wallet.ensureOpen(accountId);
+    if (opened.kind !== "open") return { ok: opened.kind === "no_customer", error: opened.kind === "unavailable" ? "unavailable" : null };
+    await this.#wallet.sync();
+    await this.#wallet.arm();
+    const row = this.#wallet.ledger.row();
+    return { ok: row?.sync_error === null, error: row?.sync_error ?? null };
+  }
+
+  /** Everything the wallet holds, for tests and operators. */
+  async inspectWallet(): Promise<WalletInspection> {
+    const ledger = this.#wallet.ledger;
+    return { wallet: ledger.row(), sums: ledger.sums(), batches: ledger.batches(), owed: ledger.owedTotal() };
+  }
+
+  override async alarm(): Promise<void> {
     try {
-      const page = await this.#displayClient.customers.listBalanceTransactions(found.customerId, { limit, ...(cursor ? { starting_after: cursor } : {}) });
-      const data = page.data.map(lineOf);
-      return { ok: true, data, has_more: page.has_more, next_cursor: page.has_more ? (data.at(-1)?.id ?? null) : null };
+      await this.#wallet.alarm();
     } catch (err) {
-      const failure = classifyStripeError(err);
-      // A cursor from another customer or made up: Stripe does not know it for this customer.
-      if (cursor && (failure.kind === "permanent" || failure.kind === "not_found")) return { ok: false, reason: "bad_cursor" };
-      logEvent("ledger_read_failed", { account: accountId, error: failure.message });
-      return { ok: false, reason: "unavailable", retryAfterSeconds: RETRY_AFTER_SECONDS };
+      // Never throw out of an alarm (the platform gives up after six retries): try again shortly.
+      logEvent("wallet_alarm_failed", { error: String(err) });
+      await this.ctx.storage.setAlarm(Date.now() + 30_000);
     }
   }
 
@@ -205,9 +204,7 @@ export class AccountObject extends DurableObject<Env> {
 
   #rows(): AccountRow[] {
     if (!this.#hasTable()) return [];
-    return this.ctx.storage.sql
-      .exec<Record<string, SqlStorageValue>>("SELECT account_id, customer_id, balance, currency, balance_at FROM account")
-      .toArray() as unknown as AccountRow[];
+    return this.ctx.storage.sql.exec<Record<string, SqlStorageValue>>("SELECT account_id, customer_id FROM account").toArray() as unknown as AccountRow[];
   }
 
   #row(accountId: string): AccountRow | null {
@@ -223,17 +220,6 @@ export class AccountObject extends DurableObject<Env> {
       customerId,
       now,
       now,
-    );
-  }
-
-  #storeBalance(accountId: string, balance: number, currency: string | null): void {
-    this.ctx.storage.sql.exec(
-      "UPDATE account SET balance = ?, currency = COALESCE(?, currency), balance_at = ?, updated_at = ? WHERE account_id = ?",
-      balance,
-      currency,
-      Date.now(),
-      Date.now(),
-      accountId,
     );
   }
 
@@ -266,6 +252,8 @@ export class AccountObject extends DurableObject<Env> {
       // return the same customer for as long as Stripe keeps keys; the durable row covers after.
       const customer = await this.#client.customers.create({ metadata: { account_id: accountId } }, { idempotencyKey: `customer:${accountId}` });
       this.#remember(accountId, customer.id);
+      // A customer made just now has no ledger: its wallet opens empty, with no Stripe read.
+      this.#wallet.openNew(accountId, customer.id);
       logEvent("customer_created", { account: accountId, customer: customer.id });
       return { ok: true, customerId: customer.id };
     } catch (err) {
@@ -273,19 +261,4 @@ export class AccountObject extends DurableObject<Env> {
       return { ok: false, reason: "unavailable", retryAfterSeconds: RETRY_AFTER_SECONDS };
     }
   }
-}
-
-/** Stripe's balance transaction as a ledger line: Stripe's negative (credit) shown positive. */
-function lineOf(tx: Stripe.CustomerBalanceTransaction): LedgerLine {
-  const pi = tx.metadata?.payment_intent ?? null;
-  const operation = tx.metadata?.operation;
-  return {
-    id: tx.id,
-    amount: -tx.amount,
-    currency: tx.currency,
-    kind: pi && !operation ? "top_up" : pi && operation ? "reversal" : "other",
-    payment_intent_id: pi,
-    description: tx.description ?? null,
-    created: new Date(tx.created * 1000).toISOString(),
-  };
 }

@@ -31,6 +31,8 @@
 //   attempt, sent   the same attempt state as the credit's (see ledger-write.ts)
 //   state         pending | done | needs_attention (Stripe refused it: an operator's retry
 //                 reopens it, looking at the ledger first);  balance_transaction_id, ending_balance
+// reports (balance_transaction_id, reported_at): ledger entries (the credit, each adjustment) the
+//   account's wallet has acknowledged; one still missing here is reported again until it is
 // notice (payment_intent_id, received_at, attempts): a payment_intent.succeeded webhook that
 //   arrived before any record; the alarm turns it into a credit
 //
@@ -162,6 +164,7 @@ CREATE TABLE IF NOT EXISTS adjustments (
   created_at INTEGER NOT NULL,
   updated_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS reports (balance_transaction_id TEXT PRIMARY KEY, reported_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS notice (
   payment_intent_id TEXT PRIMARY KEY,
   received_at INTEGER NOT NULL,
@@ -184,6 +187,8 @@ export class CreditStore {
   #schemaExists(): boolean {
     if (!this.#hasSchema) {
       this.#hasSchema = this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'credit'").toArray().length > 0;
+      // Records made before the wallet existed have no reports table; their entries are owed to it.
+      if (this.#hasSchema) this.sql.exec("CREATE TABLE IF NOT EXISTS reports (balance_transaction_id TEXT PRIMARY KEY, reported_at INTEGER NOT NULL)");
     }
     return this.#hasSchema;
   }
@@ -333,6 +338,21 @@ export class CreditStore {
       operation,
     );
     this.journal("adjust", "reopened", operation);
+  }
+
+  /** The ledger entries the account's wallet has acknowledged. */
+  reported(): Set<string> {
+    if (!this.#schemaExists()) return new Set();
+    return new Set(
+      this.sql
+        .exec<{ balance_transaction_id: string }>("SELECT balance_transaction_id FROM reports")
+        .toArray()
+        .map((r) => r.balance_transaction_id),
+    );
+  }
+
+  noteReported(ids: string[]): void {
+    for (const id of ids) this.sql.exec("INSERT INTO reports (balance_transaction_id, reported_at) VALUES (?, ?) ON CONFLICT DO NOTHING", id, Date.now());
   }
 
   /** Remembers a payment_intent.succeeded webhook that came before any record. */

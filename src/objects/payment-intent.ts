@@ -30,6 +30,7 @@ import { backoffMs } from "./backoff.js";
 import { CreditStore, type AdjustmentRecord, type CreditRecord, type DisputeFact, type DisputeStatus, type JournalEntry } from "./credit-store.js";
 import { LedgerWriter, type LedgerEntry } from "./ledger-write.js";
 import { REGISTRY_NAME } from "./registry.js";
+import type { StripeEntryReport } from "../wallet/contract.js";
 
 /** What one attempt concluded, independent of who asked; answers are derived per caller. */
 type Outcome =
@@ -68,6 +69,8 @@ export interface Inspection {
   journal: JournalEntry[];
   /** When the attempt running right now (in this instance's memory) started, or null. */
   attempt_started_at: number | null;
+  /** Ledger entries of this PI that the account's wallet has not acknowledged yet. */
+  wallet_pending: string[];
 }
 
 /** How far before the recorded intent the ledger search looks (clock skew between us and Stripe). */
@@ -118,8 +121,11 @@ export class PaymentIntentObject extends DurableObject<Env> {
     for (;;) {
       const rec = this.#store.load();
       if (rec && rec.payment_intent_id !== paymentIntentId) return { ok: false, code: "payment_intent_not_found" };
-      if (rec && rec.state !== "verified") return this.#answer(outcomeOfFinal(rec), owner);
+      // A credit the account's wallet does not have yet is not answered 200: the attempt tells it first.
+      const walletOwed = rec?.state === "credited" && this.#walletReports(rec).length > 0;
+      if (rec && rec.state !== "verified" && !walletOwed) return this.#answer(outcomeOfFinal(rec), owner);
       if (!rec && this.#knownJunk(owner)) return { ok: false, code: "payment_intent_not_found", stripeCalls: 0 };
+      if (walletOwed && owner !== null && rec?.customer_id !== owner) return { ok: false, code: "payment_intent_not_found" };
       if (options.storageOnly) return limited;
       const running = this.#inflight;
       if (running) {
@@ -209,6 +215,7 @@ export class PaymentIntentObject extends DurableObject<Env> {
       adjustments,
       journal: this.#store.journalEntries(),
       attempt_started_at: this.#inflight?.startedAt ?? null,
+      wallet_pending: record ? this.#walletReports(record).map((r) => r.balance_transaction_id) : [],
     };
   }
 
@@ -342,7 +349,7 @@ export class PaymentIntentObject extends DurableObject<Env> {
     }
     if (rec?.state === "credited") {
       await this.#followUp(rec);
-      return { kind: "credited", fresh: false };
+      return this.#creditedOutcome(false);
     }
     if (rec && rec.state !== "verified") return outcomeOfFinal(rec);
     if (rec) {
@@ -404,7 +411,7 @@ export class PaymentIntentObject extends DurableObject<Env> {
     const outcome = await this.#credit(rec, source);
     await marking;
     const after = this.#store.load();
-    if (outcome.kind === "credited" && after) await this.#scheduleFollowUp(after, false);
+    if (after?.state === "credited") await this.#scheduleFollowUp(after, outcome.kind !== "credited");
     // Stripe refused the credit: the mark (sent alongside) must not say otherwise.
     if (after?.mark_state === "withdrawing") await this.#withdrawMark();
     return outcome;
@@ -519,9 +526,9 @@ export class PaymentIntentObject extends DurableObject<Env> {
       balance_transaction: entry.id,
       by,
     });
-    await this.#tellAccount(rec, entry);
+    await this.#reportToWallet(rec);
     if (rec.listed) await this.#report(rec);
-    return { kind: "credited", fresh: true };
+    return this.#creditedOutcome(true);
   }
 
   /**
@@ -559,7 +566,6 @@ export class PaymentIntentObject extends DurableObject<Env> {
           last_error: null,
         });
         logEvent("adjusted", { payment_intent: pi, operation: a.operation, direction: a.direction, amount: a.amount, balance_transaction: result.entry.id });
-        await this.#tellAccount(rec, result.entry);
       } else if (result.kind === "refused") {
         this.#store.updateAdjustment(a.operation, { state: "needs_attention", last_error: result.error });
         logEvent("needs_attention", { payment_intent: pi, reason: "adjustment_refused", operation: a.operation, error: result.error });
@@ -575,7 +581,8 @@ export class PaymentIntentObject extends DurableObject<Env> {
       now = await this.#mark(now);
       failed ||= now.mark_state === "pending";
     }
-    await this.#scheduleFollowUp(now, failed);
+    if (!(await this.#reportToWallet(now))) failed = true;
+    await this.#scheduleFollowUp(this.#store.load() ?? now, failed);
   }
 
   /**
@@ -620,9 +627,10 @@ export class PaymentIntentObject extends DurableObject<Env> {
         credited_at: Date.now(),
       });
       this.#store.clearNotice();
+      const told = await this.#reportToWallet(adopted);
       // Refunds or disputes may have arrived before the credit was found.
-      await this.#scheduleFollowUp(adopted, false);
-      return { kind: "credited", fresh: false };
+      await this.#scheduleFollowUp(adopted, !told);
+      return this.#creditedOutcome(false);
     }
     const stuck = this.#store.insert(paymentIntentId, "needs_attention", {
       customer_id: customer,
@@ -647,8 +655,9 @@ export class PaymentIntentObject extends DurableObject<Env> {
     if (found === "unavailable") return { kind: "unavailable", retryAfterSeconds: READ_RETRY_AFTER_SECONDS, customer: rec.customer_id };
     if (!found) return { kind: "needs_attention", customer: rec.customer_id };
     await this.#recordCredited(found, "operator", "ledger");
-    await this.#scheduleFollowUp(this.#store.load() ?? rec, false);
-    return { kind: "credited", fresh: false };
+    const after = this.#store.load() ?? rec;
+    await this.#scheduleFollowUp(after, this.#walletReports(after).length > 0);
+    return this.#creditedOutcome(false);
   }
 
   /**
@@ -688,7 +697,7 @@ export class PaymentIntentObject extends DurableObject<Env> {
   #followUpOwed(rec: CreditRecord): boolean {
     const adjustments = this.#store.adjustments();
     const unplanned = this.#reverseEnabled && missingAdjustments(rec.amount ?? 0, this.#store.refunded(), this.#store.disputes(), adjustments).length > 0;
-    return unplanned || adjustments.some((a) => a.state === "pending") || rec.mark_state === "pending";
+    return unplanned || adjustments.some((a) => a.state === "pending") || rec.mark_state === "pending" || this.#walletReports(rec).length > 0;
   }
 
   async #retryLater(rec: CreditRecord, error: string): Promise<Outcome> {
@@ -707,14 +716,80 @@ export class PaymentIntentObject extends DurableObject<Env> {
     return delay;
   }
 
-  /** Tells the account's object the customer's balance after a write (best effort: it also refreshes on its own). */
-  async #tellAccount(rec: CreditRecord, entry: LedgerEntry): Promise<void> {
-    if (!rec.account_id || !rec.customer_id || !rec.currency) return;
-    try {
-      await this.env.ACCOUNTS.get(this.env.ACCOUNTS.idFromName(rec.account_id)).noteBalance(rec.customer_id, entry.ending_balance, rec.currency);
-    } catch (err) {
-      logEvent("balance_note_failed", { payment_intent: rec.payment_intent_id, error: String(err) });
+  /**
+   * The ledger entries of this PI (its credit, each reversal and restoration written) that the
+   * account's wallet has not acknowledged yet. Keyed by the balance transaction, so reporting one
+   * twice is harmless: the wallet applies each once.
+   */
+  #walletReports(rec: CreditRecord): StripeEntryReport[] {
+    if (rec.state !== "credited" || !rec.balance_transaction_id || !rec.customer_id || !rec.currency) return [];
+    const reported = this.#store.reported();
+    const pi = rec.payment_intent_id;
+    const owed: StripeEntryReport[] = [];
+    if (!reported.has(rec.balance_transaction_id)) {
+      owed.push({
+        balance_transaction_id: rec.balance_transaction_id,
+        customer_id: rec.customer_id,
+        kind: "top_up",
+        amount: -(rec.amount ?? 0),
+        currency: rec.currency,
+        payment_intent_id: pi,
+        description: creditParams(pi, rec.amount ?? 0, rec.currency).description ?? null,
+        created: Math.floor((rec.credited_at ?? Date.now()) / 1000),
+      });
     }
+    for (const a of this.#store.adjustments()) {
+      if (a.state !== "done" || !a.balance_transaction_id || reported.has(a.balance_transaction_id)) continue;
+      const params = adjustmentParams(pi, a.operation, a.direction, a.amount, rec.currency);
+      owed.push({
+        balance_transaction_id: a.balance_transaction_id,
+        customer_id: rec.customer_id,
+        kind: a.direction === "credit" ? "restoration" : "reversal",
+        amount: params.amount,
+        currency: rec.currency,
+        payment_intent_id: pi,
+        description: params.description ?? null,
+        created: Math.floor(a.updated_at / 1000),
+      });
+    }
+    return owed;
+  }
+
+  /**
+   * Tells the account's wallet about every entry it lacks; true once it has them all. A failure
+   * is not dropped: the entries stay owed, and follow-up work (the alarm) tells it again.
+   */
+  async #reportToWallet(rec: CreditRecord): Promise<boolean> {
+    const owed = this.#walletReports(rec);
+    if (owed.length === 0) return true;
+    const ids = owed.map((r) => r.balance_transaction_id);
+    if (!rec.account_id) {
+      // No account to tell (an older top-up without account_id): the wallet's sync takes the entry in from Stripe's ledger.
+      this.#store.journal("wallet", "no_account", ids.join(","));
+      this.#store.noteReported(ids);
+      return true;
+    }
+    try {
+      const told = await this.env.ACCOUNTS.get(this.env.ACCOUNTS.idFromName(rec.account_id)).applyStripeEntries(rec.account_id, owed);
+      if (!told.ok) {
+        this.#store.journal("wallet", "unavailable", ids.join(","));
+        return false;
+      }
+    } catch (err) {
+      this.#store.journal("wallet", "failed", String(err));
+      logEvent("wallet_report_failed", { payment_intent: rec.payment_intent_id, error: String(err) });
+      return false;
+    }
+    this.#store.noteReported(ids);
+    this.#store.journal("wallet", "told", ids.join(","));
+    return true;
+  }
+
+  /** A credited PI's outcome: credited only once the wallet has the credit, so it is spendable when the page shows it. */
+  #creditedOutcome(fresh: boolean): Outcome {
+    const rec = this.#store.load();
+    if (rec && this.#walletReports(rec).length > 0) return { kind: "unavailable", retryAfterSeconds: READ_RETRY_AFTER_SECONDS, customer: rec.customer_id };
+    return { kind: "credited", fresh };
   }
 
   /**
@@ -724,7 +799,9 @@ export class PaymentIntentObject extends DurableObject<Env> {
    */
   async #report(rec: CreditRecord, stuckAdjustment = false): Promise<void> {
     const registry = this.env.CREDIT_REGISTRY.get(this.env.CREDIT_REGISTRY.idFromName(REGISTRY_NAME));
-    const settled = rec.state === "credited" && rec.mark_state === "done" && !stuckAdjustment && !this.#store.adjustments().some((a) => a.state !== "done");
+    const walletOwed = this.#walletReports(rec).length > 0;
+    const settled =
+      rec.state === "credited" && rec.mark_state === "done" && !walletOwed && !stuckAdjustment && !this.#store.adjustments().some((a) => a.state !== "done");
     try {
       if (settled) {
         await registry.remove(rec.payment_intent_id);
@@ -732,7 +809,7 @@ export class PaymentIntentObject extends DurableObject<Env> {
       } else {
         await registry.upsert({
           payment_intent_id: rec.payment_intent_id,
-          state: operatorState(rec, this.#store.adjustments()),
+          state: operatorState(rec, this.#store.adjustments(), walletOwed),
           customer_id: rec.customer_id,
           amount: rec.amount,
           currency: rec.currency,
@@ -782,10 +859,11 @@ export class PaymentIntentObject extends DurableObject<Env> {
 }
 
 /** The state an operator sees: the record's, or what is still owed after the credit. */
-export function operatorState(rec: CreditRecord, adjustments: AdjustmentRecord[]): string {
+export function operatorState(rec: CreditRecord, adjustments: AdjustmentRecord[], walletOwed = false): string {
   if (rec.state !== "credited") return rec.state;
   if (adjustments.some((a) => a.state === "needs_attention")) return "reversal_needs_attention";
   if (adjustments.some((a) => a.state === "pending")) return "reversal_pending";
+  if (walletOwed) return "credited_wallet_pending";
   return rec.mark_state === "pending" ? "credited_mark_pending" : "credited";
 }
 

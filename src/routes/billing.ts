@@ -3,8 +3,9 @@
 
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { ConfirmResult } from "../credit/result.js";
-import { defaultCurrency, topUpLimits } from "../env.js";
-import type { BalanceResult, CustomerLookup, LedgerPage, TopUpResult } from "../objects/account.js";
+import { topUpLimits, type Env } from "../env.js";
+import type { CustomerLookup, TopUpResult } from "../objects/account.js";
+import type { BalanceOutcome, LinesPage } from "../wallet/contract.js";
 import { ApiError } from "../errors.js";
 import { jsonBody, requireAccount, type AppEnv } from "../http.js";
 import { logEvent } from "../log.js";
@@ -67,15 +68,12 @@ export function confirmError(result: Exclude<ConfirmResult, { ok: true }>): ApiE
   }
 }
 
-function unavailable(retryAfterSeconds: number): ApiError {
-  return new ApiError(
-    503,
-    "stripe_unavailable",
-    "The credit could not finish now; it will finish on its own. Try again later.",
-    {},
-    { "Retry-After": String(Math.max(1, Math.ceil(retryAfterSeconds))) },
-  );
+export function unavailable(retryAfterSeconds: number, message = "The credit could not finish now; it will finish on its own. Try again later."): ApiError {
+  return new ApiError(503, "stripe_unavailable", message, {}, { "Retry-After": String(Math.max(1, Math.ceil(retryAfterSeconds))) });
 }
+
+/** A read of the wallet that needed Stripe (its one-time opening) and could not reach it. */
+const WALLET_UNREADABLE = "The account's credit could not be read now (Stripe is unreachable); try again later.";
 
 export const billing = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
 
@@ -143,6 +141,7 @@ export const topUpRoute = createRoute({
     400: errorResponse("invalid_request (including amounts and currencies outside the configured limits)"),
     401: errorResponse("unauthenticated"),
     409: errorResponse("idempotency_key_reused: the same Idempotency-Key with another amount or currency"),
+    422: errorResponse("currency_mismatch: the account's credit is in another currency (error.currency)"),
     429: errorResponse("rate_limited"),
     413: errorResponse("payload_too_large"),
     415: errorResponse("unsupported_media_type"),
@@ -172,6 +171,11 @@ billing.openapi(topUpRoute, async (c) => {
   if (!result.ok) {
     if (result.reason === "idempotency_conflict") throw new ApiError(409, "idempotency_key_reused", "This Idempotency-Key was used for a different top-up.");
     if (result.reason === "refused") throw new ApiError(400, "invalid_request", "Stripe refused this top-up.");
+    if (result.reason === "currency_mismatch") {
+      throw new ApiError(422, "currency_mismatch", `This account's credit is in ${result.currency}; top up in ${result.currency}.`, {
+        currency: result.currency,
+      });
+    }
     throw unavailable(result.retryAfterSeconds);
   }
   return c.json({ payment_intent_id: result.paymentIntentId, client_secret: result.clientSecret, amount: result.amount, currency: result.currency }, 201);
@@ -180,10 +184,10 @@ billing.openapi(topUpRoute, async (c) => {
 export const balanceRoute = createRoute({
   method: "get",
   path: "/balance",
-  summary: "The caller's prepaid credit",
+  summary: "The caller's prepaid credit: available to spend, and held",
   security: [{ bearer: [] }],
   responses: {
-    200: { description: "Credit held (Stripe's negative customer balance, shown positive)", content: { "application/json": { schema: BalanceAnswer } } },
+    200: { description: "The wallet's figures; `balance` is `available`", content: { "application/json": { schema: BalanceAnswer } } },
     401: errorResponse("unauthenticated"),
     503: errorResponse("stripe_unavailable"),
   },
@@ -193,15 +197,16 @@ billing.use("/balance", requireAccount);
 
 billing.openapi(balanceRoute, async (c) => {
   const accountId = c.get("accountId");
-  const result = await callObject(async (): Promise<BalanceResult> => await accountObject(c.env, accountId).balance(accountId, defaultCurrency(c.env)));
-  if (!result.ok) throw unavailable(result.retryAfterSeconds);
-  return c.json({ balance: result.balance, currency: result.currency }, 200);
+  const result = await callObject(async (): Promise<BalanceOutcome> => await accountObject(c.env, accountId).walletBalance(accountId));
+  if (!result.ok) throw unavailable(result.retryAfterSeconds, WALLET_UNREADABLE);
+  const { available, held, currency } = result.balance;
+  return c.json({ balance: available, available, held, currency }, 200);
 });
 
 export const ledgerRoute = createRoute({
   method: "get",
   path: "/transactions",
-  summary: "The caller's ledger, newest first",
+  summary: "The caller's ledger (top-ups, reversals, debits, holds and what became of them), newest first",
   security: [{ bearer: [] }],
   request: { query: LedgerQuery },
   responses: {
@@ -217,10 +222,15 @@ billing.use("/transactions", requireAccount);
 billing.openapi(ledgerRoute, async (c) => {
   const { limit, cursor } = c.req.valid("query");
   const accountId = c.get("accountId");
-  const page = await callObject(async (): Promise<LedgerPage> => await accountObject(c.env, accountId).ledger(accountId, limit ?? 20, cursor ?? null));
+  return c.json(await walletPage(c.env, accountId, limit, cursor), 200);
+});
+
+/** One page of the account's wallet ledger (for /billing/transactions and the seller's /transactions). */
+export async function walletPage(env: Env, accountId: string, limit: number | undefined, cursor: string | undefined) {
+  const page = await callObject(async (): Promise<LinesPage> => await accountObject(env, accountId).walletLines(accountId, limit ?? 20, cursor ?? null));
   if (!page.ok) {
     if (page.reason === "bad_cursor") throw new ApiError(400, "invalid_request", "cursor: not a position in this ledger");
-    throw unavailable(page.retryAfterSeconds);
+    throw unavailable(page.retryAfterSeconds, WALLET_UNREADABLE);
   }
-  return c.json({ data: page.data, has_more: page.has_more, next_cursor: page.next_cursor }, 200);
-});
+  return { data: page.data, has_more: page.has_more, next_cursor: page.next_cursor };
+}

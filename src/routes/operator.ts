@@ -55,14 +55,16 @@ operator.get("/credits", async (c) => {
   const entries: AttentionEntry[] = await list.list({ limit, ...(after ? { after } : {}), ...(state ? { state } : {}) });
   const checked = await Promise.all(
     entries.map(async (entry) => {
-      const { record, adjustments } = await paymentIntentObject(c.env, entry.payment_intent_id).inspect();
-      if (!record || (record.state === "credited" && record.mark_state === "done" && adjustments.every((a) => a.state === "done"))) {
+      const { record, adjustments, wallet_pending: walletPending } = await paymentIntentObject(c.env, entry.payment_intent_id).inspect();
+      const settled =
+        record?.state === "credited" && record.mark_state === "done" && walletPending.length === 0 && adjustments.every((a) => a.state === "done");
+      if (!record || settled) {
         await list.remove(entry.payment_intent_id);
         return null;
       }
       return {
         payment_intent_id: record.payment_intent_id,
-        state: operatorState(record, adjustments),
+        state: operatorState(record, adjustments, walletPending.length > 0),
         customer_id: record.customer_id,
         amount: record.amount,
         currency: record.currency,

@@ -1,9 +1,11 @@
 // The randomized model test. fast-check draws a small world (two
-// accounts, one to three PaymentIntents: paid and unpaid top-ups made through the service, and
-// payments that are not top-ups) and a list of commands (browser confirms, webhook deliveries
-// and redeliveries, refunds, disputes, operator retries, evictions, alarm runs, Stripe faults on
-// the next calls, key expiry, long ledgers), runs them against the Worker in workerd and the
-// emulator, lets the system settle, and checks what must hold whatever happened on the way.
+// accounts, one to three PaymentIntents: paid and unpaid top-ups made through the service or
+// straight in Stripe, and payments that are not top-ups) and a list of commands (browser
+// confirms, webhook deliveries and redeliveries, refunds, disputes, operator retries, evictions,
+// alarm runs, Stripe faults on the next calls, key expiry, long ledgers, debits and syncs of the
+// accounts' wallets, entries made in Stripe by something else, restarts of the account objects),
+// runs them against the Worker in workerd and the emulator, lets the system settle, and checks
+// what must hold whatever happened on the way.
 //
 // A failure prints its seed, fast-check's path and the shrunk command list; replay it with
 //   MODEL_SEED=<seed> MODEL_PATH=<path> npm run test:model
@@ -12,9 +14,11 @@
 // replay may take a run or two to fail again on a race.
 
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import fc from "fast-check";
 import { inject, it } from "vitest";
 import type { Inspection } from "../../src/objects/payment-intent.js";
+import { requestFingerprint } from "../../src/wallet/fingerprint.js";
 import { TEST_BINDINGS } from "../bindings.js";
 import {
   answerOf,
@@ -30,6 +34,7 @@ import {
   piObject,
   tokenFor,
   topUp,
+  topUpMetadata,
   confirm,
   type BalanceTransaction,
 } from "../helpers.js";
@@ -53,10 +58,13 @@ const DRAIN_MS = 20_000;
 
 /**
  * top_up: made with POST /billing/top_ups and paid with the test card. unpaid_top_up: made the
- * same way, left unpaid (a `pay` command may pay it later). subscription: a payment of the same
- * customer made by another product (metadata account_id and purpose). bare: no metadata at all.
+ * same way, left unpaid (a `pay` command may pay it later). direct_top_up: a paid top-up made
+ * straight in Stripe with the top-up metadata (as an earlier deployment would have), so the
+ * account's wallet may open only after its credit is already in Stripe's ledger.
+ * subscription: a payment of the same customer made by another product (metadata account_id
+ * and purpose). bare: no metadata at all.
  */
-type PiKind = "top_up" | "unpaid_top_up" | "subscription" | "bare";
+type PiKind = "top_up" | "unpaid_top_up" | "direct_top_up" | "subscription" | "bare";
 
 interface PiSpec {
   kind: PiKind;
@@ -69,6 +77,7 @@ const piSpecArb: fc.Arbitrary<PiSpec> = fc.record({
   kind: fc.oneof(
     { arbitrary: fc.constant<PiKind>("top_up"), weight: 5 },
     { arbitrary: fc.constant<PiKind>("unpaid_top_up"), weight: 1 },
+    { arbitrary: fc.constant<PiKind>("direct_top_up"), weight: 2 },
     { arbitrary: fc.constant<PiKind>("subscription"), weight: 2 },
     { arbitrary: fc.constant<PiKind>("bare"), weight: 1 },
   ),
@@ -82,6 +91,10 @@ interface Account {
   accountId: string;
   token: string;
   customerId: string;
+  /** What the wallet said yes to: the debits it took (their amounts sum to what Stripe must be written). */
+  spent: number;
+  /** Spending answers that showed the wallet below zero (must stay empty). */
+  overdrawn: string[];
 }
 
 interface Dispute {
@@ -135,7 +148,7 @@ async function buildWorld(specs: PiSpec[]): Promise<Run> {
   for (let i = 0; i < 2; i++) {
     const accountId = newAccountId("model");
     const customer = await createCustomer(accountId);
-    accounts.push({ accountId, token: await tokenFor(accountId), customerId: customer.id });
+    accounts.push({ accountId, token: await tokenFor(accountId), customerId: customer.id, spent: 0, overdrawn: [] });
   }
   const pis: LivePi[] = [];
   for (const [index, spec] of specs.entries()) {
@@ -147,6 +160,8 @@ async function buildWorld(specs: PiSpec[]): Promise<Run> {
       if (res.status !== 201) throw new Error(`set-up: POST /billing/top_ups answered ${res.status} ${await res.text()}`);
       id = (await json<{ payment_intent_id: string }>(res)).payment_intent_id;
       if (spec.kind === "top_up") await pay(id);
+    } else if (spec.kind === "direct_top_up") {
+      id = (await createPaymentIntent({ customer: owner.customerId, amount: spec.amount, metadata: topUpMetadata(owner.accountId) })).id;
     } else {
       const metadata: Record<string, string> = spec.kind === "subscription" ? { account_id: owner.accountId, purpose: "subscription" } : {};
       id = (await createPaymentIntent({ customer: owner.customerId, amount: spec.amount, metadata })).id;
@@ -178,7 +193,7 @@ async function pay(paymentIntentId: string): Promise<void> {
 // world's PaymentIntents (taken modulo their number).
 
 type EventKind = "payment_intent.succeeded" | "charge.refunded" | "charge.dispute.created" | "charge.dispute.closed";
-type Target = "pi_read" | "pi_mark" | "credit_keys" | "ledger_write" | "ledger_read";
+type Target = "pi_read" | "pi_mark" | "credit_keys" | "ledger_write" | "ledger_read" | "batch_write";
 
 /** Every fault kind the emulator has, in the variants that behave differently. */
 const FAULTS = {
@@ -202,7 +217,9 @@ type Concurrent =
   | { op: "deliver"; pi: number; event: EventKind; pick: number }
   | { op: "operator_retry"; pi: number }
   | { op: "evict"; pi: number }
-  | { op: "alarm"; pi: number };
+  | { op: "alarm"; pi: number }
+  | { op: "debit"; account: number; amount: number; n: number }
+  | { op: "sync"; account: number };
 
 type Command =
   | Concurrent
@@ -213,6 +230,8 @@ type Command =
   | { op: "fault"; pi: number; target: Target; fault: FaultName; times: number }
   | { op: "expire_keys"; pi: number }
   | { op: "pad"; account: number }
+  | { op: "evict_account"; account: number }
+  | { op: "foreign"; account: number; amount: number }
   | { op: "together"; a: Concurrent; b: Concurrent };
 
 const piArb = fc.nat(2);
@@ -232,6 +251,16 @@ const deliverArb = fc.record({
 const operatorArb = fc.record({ op: fc.constant("operator_retry" as const), pi: piArb });
 const evictArb = fc.record({ op: fc.constant("evict" as const), pi: piArb });
 const alarmArb = fc.record({ op: fc.constant("alarm" as const), pi: piArb });
+/** Spending through the account's wallet, n at once, and its sync to Stripe (otherwise due only after STRIPE_SYNC_SECONDS). */
+const debitArb = fc.record({
+  op: fc.constant("debit" as const),
+  account: fc.constantFrom(0, 1),
+  amount: fc.constantFrom(1, 250, 999, 3000),
+  n: fc.oneof(fc.constant(1), fc.integer({ min: 2, max: 20 })),
+});
+const syncArb = fc.record({ op: fc.constant("sync" as const), account: fc.constantFrom(0, 1) });
+/** An entry made in Stripe by something else (an invoice that used the balance: positive; a Dashboard credit: negative). */
+const foreignArb = fc.record({ op: fc.constant("foreign" as const), account: fc.constantFrom(0, 1), amount: fc.constantFrom(-700, 300, 5000) });
 
 const concurrentArb: fc.Arbitrary<Concurrent> = fc.oneof(
   { arbitrary: confirmArb, weight: 4 },
@@ -239,12 +268,14 @@ const concurrentArb: fc.Arbitrary<Concurrent> = fc.oneof(
   { arbitrary: operatorArb, weight: 1 },
   { arbitrary: evictArb, weight: 1 },
   { arbitrary: alarmArb, weight: 2 },
+  { arbitrary: debitArb, weight: 2 },
+  { arbitrary: syncArb, weight: 1 },
 );
 
 const faultArb = fc.record({
   op: fc.constant("fault" as const),
   pi: piArb,
-  target: fc.constantFrom<Target>("credit_keys", "pi_read", "ledger_read", "pi_mark", "ledger_write"),
+  target: fc.constantFrom<Target>("credit_keys", "pi_read", "ledger_read", "pi_mark", "ledger_write", "batch_write"),
   fault: fc.constantFrom(...(Object.keys(FAULTS) as FaultName[])),
   times: fc.integer({ min: 1, max: 5 }),
 });
@@ -264,12 +295,19 @@ const commandArb: fc.Arbitrary<Command> = fc.oneof(
   { arbitrary: fc.record({ op: fc.constant("together" as const), a: concurrentArb, b: concurrentArb }), weight: 4 },
   // Rare: the padding is quick, but every later ledger search then reads 20+ pages.
   { arbitrary: fc.record({ op: fc.constant("pad" as const), account: fc.constantFrom(0, 1) }), weight: 1 },
+  { arbitrary: debitArb, weight: 5 },
+  { arbitrary: syncArb, weight: 3 },
+  { arbitrary: fc.record({ op: fc.constant("evict_account" as const), account: fc.constantFrom(0, 1) }), weight: 2 },
+  { arbitrary: foreignArb, weight: 1 },
 );
 
 // Most PIs are credited by the first confirm or webhook, after which Stripe is rarely called:
 // a run often starts with faults already in place, so that they meet the credit itself.
 const commandsArb = fc
-  .tuple(fc.array(faultArb, { maxLength: 3 }), fc.array(commandArb, { maxLength: 24, size: "medium" }))
+  .tuple(
+    fc.array(fc.oneof({ arbitrary: faultArb, weight: 3 }, { arbitrary: foreignArb, weight: 1 }), { maxLength: 3 }),
+    fc.array(commandArb, { maxLength: 24, size: "medium" }),
+  )
   .map(([prelude, rest]): Command[] => [...prelude, ...rest]);
 
 /** Where a fault rule applies: always scoped to this run's PI or customer (other runs share the emulator). */
@@ -287,11 +325,14 @@ function faultScope(target: Target, pi: LivePi): { method: string; path: string;
       return { method: "POST", path: `/v1/customers/${customer}/balance_transactions` };
     case "ledger_read":
       return { method: "GET", path: `/v1/customers/${customer}/balance_transactions` };
+    case "batch_write":
+      // wallet-debits:{customer}:{n}: the owner's wallet writing its spending to Stripe.
+      return { method: "POST", path: `/v1/customers/${customer}/balance_transactions`, key: `wallet-debits:${customer}:*` };
   }
 }
 
 /** Totals across runs, for the closing summary line. */
-const totals = { runs: 0, shrinkRuns: 0, commands: 0, confirms: 0, deliveries: 0, faultRules: 0, faultsFired: 0, drainAlarms: 0, padded: 0 };
+const totals = { runs: 0, shrinkRuns: 0, commands: 0, confirms: 0, deliveries: 0, faultRules: 0, faultsFired: 0, drainAlarms: 0, padded: 0, debits: 0 };
 
 /** Runs one command against the service and the emulator, updating the model's view of Stripe. */
 async function execute(run: Run, command: Command): Promise<void> {
@@ -304,6 +345,21 @@ async function execute(run: Run, command: Command): Promise<void> {
     const account = run.accounts[command.account] as Account;
     await emu(`/customers/${account.customerId}/balance_transactions/pad`, { count: PADDING });
     totals.padded++;
+    return;
+  }
+  if (command.op === "foreign") {
+    const account = run.accounts[command.account] as Account;
+    const body = new URLSearchParams({ amount: String(command.amount), currency: "usd", "metadata[foreign]": "true" });
+    const res = await fetch(`${env.STRIPE_API_BASE}/v1/customers/${account.customerId}/balance_transactions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${TEST_BINDINGS.STRIPE_SECRET_KEY}`, "content-type": "application/x-www-form-urlencoded" },
+      body,
+    });
+    if (res.status !== 200) throw new Error(`foreign entry: ${res.status} ${await res.text()}`);
+    return;
+  }
+  if (command.op === "debit" || command.op === "sync" || command.op === "evict_account") {
+    await executeOnWallet(run.accounts[command.account] as Account, command);
     return;
   }
   const pi = run.pis[command.pi % run.pis.length] as LivePi;
@@ -367,7 +423,12 @@ async function execute(run: Run, command: Command): Promise<void> {
       // A hang costs the service's whole timeout on each of the SDK's tries: keep them few.
       const times = FAULTS[command.fault].kind === "hang" ? Math.min(command.times, 2) : command.times;
       const { id } = await emu<{ id: number }>("/faults", { ...FAULTS[command.fault], ...scope, times });
-      const reach = command.target === "ledger_write" || command.target === "ledger_read" ? run.pis.filter((p) => p.owner === pi.owner) : [pi];
+      const reach =
+        command.target === "ledger_write" || command.target === "ledger_read"
+          ? run.pis.filter((p) => p.owner === pi.owner)
+          : command.target === "batch_write"
+            ? []
+            : [pi];
       run.faults.push({ id, name: command.fault, pis: reach.map((p) => p.index), fired: 0 });
       totals.faultRules++;
       return;
@@ -375,6 +436,41 @@ async function execute(run: Run, command: Command): Promise<void> {
     case "expire_keys":
       // Stripe forgets keys after 24 hours: every key naming this PI (mark, credit, adjustments).
       await emu("/idempotency/expire", { key: `*${pi.id}*` });
+      return;
+  }
+}
+
+function accountObject(account: Account) {
+  return env.ACCOUNTS.get(env.ACCOUNTS.idFromName(account.accountId));
+}
+
+let debitKeys = 0;
+
+/** Debits (each under its own Idempotency-Key), a sync, or a restart of the account's object. */
+async function executeOnWallet(account: Account, command: Extract<Command, { op: "debit" | "sync" | "evict_account" }>): Promise<void> {
+  const stub = accountObject(account);
+  switch (command.op) {
+    case "debit": {
+      const request = { op: "debit", amount: command.amount, currency: "usd" } as const;
+      const outcomes = await Promise.all(
+        Array.from({ length: command.n }, async () => {
+          const key = `model-debit-${++debitKeys}`;
+          return stub.spend(account.accountId, request, key, await requestFingerprint("debit", null, { amount: command.amount, currency: "usd" }));
+        }),
+      );
+      totals.debits += command.n;
+      for (const o of outcomes) {
+        if (o.kind !== "result" || !o.result.ok || o.result.op !== "debit") continue;
+        account.spent += o.result.debit.amount;
+        if (o.result.debit.balance.available < 0) account.overdrawn.push(`debit ${o.result.debit.id} left available ${o.result.debit.balance.available}`);
+      }
+      return;
+    }
+    case "sync":
+      await stub.syncNow(account.accountId);
+      return;
+    case "evict_account":
+      await evictDurableObject(stub).catch(() => undefined);
       return;
   }
 }
@@ -436,6 +532,14 @@ async function settleRun(run: Run): Promise<void> {
     if (!busy) break;
     if (waiting) await new Promise((resolve) => setTimeout(resolve, 100));
   }
+  // Each wallet writes what it owes to Stripe and takes in what it lacks, as its alarm would.
+  for (const account of run.accounts) {
+    for (let round = 0; round < DRAIN_ROUNDS; round++) {
+      const result = await accountObject(account).syncNow(account.accountId);
+      const inspection = await accountObject(account).inspectWallet();
+      if (result.ok && inspection.owed === 0 && inspection.batches.every((b) => b.state === "done")) break;
+    }
+  }
 }
 
 /** The PI object's alarm, if one is armed. */
@@ -452,7 +556,7 @@ function atRest(i: Inspection, owed: boolean): boolean {
   const r = i.record;
   if (!r) return !owed;
   if (r.state === "not_creditable" || r.state === "needs_attention") return true;
-  return r.state === "credited" && r.mark_state === "done" && i.adjustments.every((a) => a.state !== "pending");
+  return r.state === "credited" && r.mark_state === "done" && i.wallet_pending.length === 0 && i.adjustments.every((a) => a.state !== "pending");
 }
 
 /** Credited with nothing owed (mark written, every reversal written), or recorded as not creditable. */
@@ -460,7 +564,7 @@ function finalState(i: Inspection): boolean {
   const r = i.record;
   if (!r) return false;
   if (r.state === "not_creditable") return true;
-  return r.state === "credited" && r.mark_state === "done" && i.adjustments.every((a) => a.state === "done");
+  return r.state === "credited" && r.mark_state === "done" && i.wallet_pending.length === 0 && i.adjustments.every((a) => a.state === "done");
 }
 
 interface Listed {
@@ -472,26 +576,66 @@ interface Listed {
 interface Outcome {
   /** Ledger entries naming each PI (metadata.payment_intent), from both customers, with the customer they are on. */
   entries: Map<string, (BalanceTransaction & { customer: string })[]>;
-  /** Entries on the run's customers that name no PI of the run and are not padding. */
+  /** Entries on the run's customers that name no PI of the run, are not padding and are not a wallet's batch. */
   strays: BalanceTransaction[];
+  /** The wallets' batches of spending in Stripe, by customer. */
+  batches: Map<string, BalanceTransaction[]>;
   inspections: Inspection[];
   alarms: (number | null)[];
   listed: Map<string, Listed>;
+  wallets: WalletSeen[];
+}
+
+/** An account's wallet next to its customer's Stripe balance. */
+interface WalletSeen {
+  account: Account;
+  /** available + held, or null while the wallet is not open. */
+  total: number | null;
+  /** The sum of the wallet's lines (must equal total). */
+  linesTotal: number;
+  /** The Stripe balance transactions the wallet has applied. */
+  applied: Set<string>;
+  /** −(the customer's Stripe balance): the credit Stripe holds for it. */
+  stripeCredit: number;
+}
+
+async function observeWallet(account: Account): Promise<WalletSeen> {
+  const stub = env.ACCOUNTS.get(env.ACCOUNTS.idFromName(account.accountId));
+  const inspection = await stub.inspectWallet();
+  const applied = await runInDurableObject(stub, (_instance, state) => {
+    const table = state.storage.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'entries'").toArray();
+    if (table.length === 0) return [] as string[];
+    return state.storage.sql
+      .exec<{ stripe_tx: string }>("SELECT stripe_tx FROM entries WHERE stripe_tx IS NOT NULL")
+      .toArray()
+      .map((r) => r.stripe_tx);
+  });
+  const newest = (await emu<{ data: { ending_balance: number }[] }>(`/customers/${account.customerId}/balance_transactions`)).data[0];
+  return {
+    account,
+    total: inspection.wallet ? inspection.wallet.available + inspection.wallet.held : null,
+    linesTotal: inspection.sums.total,
+    applied: new Set(applied),
+    stripeCredit: -(newest?.ending_balance ?? 0),
+  };
 }
 
 async function observe(run: Run): Promise<Outcome> {
   const entries = new Map<string, (BalanceTransaction & { customer: string })[]>(run.pis.map((p) => [p.id, []]));
   const strays: BalanceTransaction[] = [];
+  const batches = new Map<string, BalanceTransaction[]>(run.accounts.map((a) => [a.customerId, []]));
   for (const account of run.accounts) {
     for (const tx of await ledgerFor(account.customerId)) {
       const list = entries.get(tx.metadata.payment_intent ?? "");
       if (list) list.push({ ...tx, customer: account.customerId });
-      else if (tx.metadata.padding !== "true") strays.push(tx);
+      else if (tx.metadata.wallet_batch !== undefined && tx.metadata.account_id === account.accountId) batches.get(account.customerId)?.push(tx);
+      else if (tx.metadata.padding !== "true" && tx.metadata.foreign !== "true") strays.push(tx);
     }
   }
   const inspections = await Promise.all(run.pis.map((p) => piObject(p.id).inspect()));
   const alarms = await Promise.all(run.pis.map(alarmOf));
-  return { entries, strays, inspections, alarms, listed: await operatorList(new Set(run.pis.map((p) => p.id))) };
+  const wallets = await Promise.all(run.accounts.map(observeWallet));
+  return { entries, strays, batches, inspections, alarms, listed: await operatorList(new Set(run.pis.map((p) => p.id))), wallets };
 }
 
 /** GET /operator/credits, every page, kept to `ids`. */
@@ -513,7 +657,7 @@ async function operatorList(ids: Set<string>): Promise<Map<string, Listed>> {
 // ---------------------------------------------------------------------------------------------
 // The invariants. Each returns what it found wrong, in words.
 
-const isPaidTopUp = (pi: LivePi) => (pi.spec.kind === "top_up" || pi.spec.kind === "unpaid_top_up") && pi.paid;
+const isPaidTopUp = (pi: LivePi) => (pi.spec.kind === "top_up" || pi.spec.kind === "unpaid_top_up" || pi.spec.kind === "direct_top_up") && pi.paid;
 const credits = (o: Outcome, pi: LivePi) => (o.entries.get(pi.id) ?? []).filter((tx) => !tx.metadata.operation);
 const reversals = (o: Outcome, pi: LivePi) => (o.entries.get(pi.id) ?? []).filter((tx) => tx.metadata.operation);
 const label = (pi: LivePi) => `pi#${pi.index} ${pi.id} (${pi.spec.kind}${pi.paid ? "" : ", unpaid"}, ${pi.spec.amount})`;
@@ -620,7 +764,59 @@ function answersTellTheTruth(run: Run, o: Outcome): string[] {
   return [...found];
 }
 
-const INVARIANTS = [everyPaidTopUpCreditedOnce, nothingElseCredited, reversalsAddUp, nothingLeftBehind, answersTellTheTruth];
+/**
+ * (6) Every credit and reversal in Stripe reached its account's wallet, once: the wallet has
+ * applied each of the run's ledger entries on its customer, its figure (available + held) and
+ * the sum of its lines both equal the credit Stripe holds for the customer. A wallet that never
+ * opened is allowed only while Stripe holds no credit for its customer.
+ */
+function walletsMirrorStripe(run: Run, o: Outcome): string[] {
+  const found: string[] = [];
+  for (const w of o.wallets) {
+    const who = `account ${run.accounts.indexOf(w.account)} (${w.account.accountId})`;
+    if (w.total === null) {
+      if (w.stripeCredit !== 0) found.push(`(6) ${who}: wallet never opened, Stripe holds ${w.stripeCredit}`);
+      continue;
+    }
+    if (w.total !== w.stripeCredit) found.push(`(6) ${who}: wallet holds ${w.total}, Stripe holds ${w.stripeCredit}`);
+    if (w.linesTotal !== w.total) found.push(`(6) ${who}: the wallet's lines add up to ${w.linesTotal}, its figure is ${w.total}`);
+    for (const [pi, entries] of o.entries) {
+      for (const tx of entries) {
+        if (tx.customer === w.account.customerId && !w.applied.has(tx.id)) found.push(`(6) ${who}: ${tx.id} of ${pi} (${tx.amount}) never reached the wallet`);
+      }
+    }
+  }
+  return found;
+}
+
+/**
+ * (7) Spending: no debit the wallet said yes to left it below zero, and what it said yes to is
+ * in Stripe exactly once: one entry per batch number, adding up to the debits taken.
+ */
+function spendingMirroredOnce(run: Run, o: Outcome): string[] {
+  const found: string[] = [];
+  for (const account of run.accounts) {
+    const who = `account ${run.accounts.indexOf(account)} (${account.accountId})`;
+    for (const line of account.overdrawn) found.push(`(7) ${who}: ${line}`);
+    const batches = o.batches.get(account.customerId) ?? [];
+    const numbers = batches.map((tx) => tx.metadata.wallet_batch);
+    if (new Set(numbers).size !== numbers.length) found.push(`(7) ${who}: a batch written twice: ${numbers.join(", ")}`);
+    const written = batches.reduce((sum, tx) => sum + tx.amount, 0);
+    if (written !== account.spent)
+      found.push(`(7) ${who}: the wallet took ${account.spent} in debits, Stripe was written ${written} (batches ${numbers.join(", ")})`);
+  }
+  return found;
+}
+
+const INVARIANTS = [
+  everyPaidTopUpCreditedOnce,
+  nothingElseCredited,
+  reversalsAddUp,
+  nothingLeftBehind,
+  answersTellTheTruth,
+  walletsMirrorStripe,
+  spendingMirroredOnce,
+];
 
 // ---------------------------------------------------------------------------------------------
 // The property, the runner, the report.
@@ -670,6 +866,14 @@ function describeCommand(c: Command): string {
       return `pad account ${c.account}'s ledger with ${PADDING} entries`;
     case "together":
       return `together { ${describeCommand(c.a)} | ${describeCommand(c.b)} }`;
+    case "debit":
+      return `debit ${c.amount} from account ${c.account} ×${c.n}`;
+    case "sync":
+      return `sync account ${c.account}'s wallet`;
+    case "evict_account":
+      return `restart account ${c.account}'s object`;
+    case "foreign":
+      return `a foreign entry of ${c.amount} on account ${c.account}'s customer`;
     default:
       return `${c.op.replace("_", " ")} pi#${c.pi}`;
   }
@@ -715,7 +919,7 @@ it(`holds the invariants over ${PATH ? "a replayed run" : `${RUNS} random runs`}
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
   const t = searched ?? totals;
   console.log(
-    `[model] seed ${seed}: ${t.runs} runs, ${t.commands} commands (${t.confirms} confirms, ${t.deliveries} webhook deliveries, ${t.padded} ledgers padded), ` +
+    `[model] seed ${seed}: ${t.runs} runs, ${t.commands} commands (${t.confirms} confirms, ${t.deliveries} webhook deliveries, ${t.padded} ledgers padded, ${t.debits} debits), ` +
       `${t.faultRules} fault rules, ${t.faultsFired} faults fired, ${t.drainAlarms} alarms run while draining` +
       `${totals.shrinkRuns ? `; then ${totals.shrinkRuns} runs shrinking the failure` : ""}; ${seconds} s`,
   );

@@ -1,0 +1,224 @@
+// The wallet inside an account object: opening it from Stripe, spending, the reports of the
+// PaymentIntent objects, and the alarm that expires holds, syncs to Stripe and forgets old
+// Idempotency-Keys. The account object owns the Stripe customer and forwards its RPC calls here.
+//
+// Once the wallet is open, spending and reports are answered from storage alone. Opening reads
+// the customer's whole Stripe ledger once in the account's lifetime (none for a customer this
+// service just created); concurrent callers share that one read, because the object admits
+// other calls while it awaits Stripe.
+
+import type Stripe from "stripe";
+import { intSetting, topUpLimits, type Env } from "../env.js";
+import { backoffMs } from "../objects/backoff.js";
+import { classifyStripeError } from "../stripe/errors.js";
+import type { BalanceOutcome, LinesPage, ReportOutcome, SpendOutcome, SpendRequest, StripeEntryReport } from "./contract.js";
+import { WalletLedger } from "./ledger.js";
+import { expireHolds, replay, spend } from "./spend.js";
+import { readWholeLedger, syncWallet } from "./sync.js";
+
+/** The account's Stripe customer as the account object knows it. */
+export type CustomerState =
+  { ok: true; customerId: string } | { ok: false; reason: "no_customer" } | { ok: false; reason: "unavailable"; retryAfterSeconds: number };
+
+type Opened = { kind: "open" } | { kind: "no_customer" } | { kind: "unavailable"; retryAfterSeconds: number };
+
+/** Idempotency-Keys are kept at least 24 h (the contract); forgotten after 48. */
+const KEEP_KEYS_MS = 48 * 3600_000;
+const RETRY_AFTER_SECONDS = 2;
+/** Default delay between the first unsynced debit and its Stripe write. */
+const DEFAULT_SYNC_SECONDS = 60;
+
+export interface WalletHost {
+  storage: DurableObjectStorage;
+  env: Env;
+  stripe: () => Stripe;
+  /** The account's customer (from storage, or Stripe's search). */
+  customer: (accountId: string) => Promise<CustomerState>;
+  /** Remembers a customer that a PaymentIntent object vouched for. */
+  adoptCustomer: (accountId: string, customerId: string) => void;
+  log: (event: string, fields: Record<string, unknown>) => void;
+}
+
+export class Wallet {
+  readonly ledger: WalletLedger;
+  #opening: Promise<Opened> | null = null;
+  #syncing: Promise<void> | null = null;
+  /** The alarm time last set by this instance (memory: after a restart, the next write sets it again). */
+  #alarmAt: number | null = null;
+
+  constructor(private readonly host: WalletHost) {
+    this.ledger = new WalletLedger(host.storage);
+  }
+
+  /** Opens an empty wallet for a customer this service has just created: it has no ledger to read. */
+  openNew(accountId: string, customerId: string): void {
+    this.ledger.open(accountId, customerId, [], Date.now());
+  }
+
+  /** The wallet, open: from storage, or once per account from the customer's Stripe ledger. */
+  async ensureOpen(accountId: string): Promise<Opened> {
+    if (this.ledger.row()) return { kind: "open" };
+    this.#opening ??= this.#open(accountId).finally(() => {
+      this.#opening = null;
+    });
+    return this.#opening;
+  }
+
+  async #open(accountId: string): Promise<Opened> {
+    const customer = await this.host.customer(accountId);
+    if (!customer.ok)
+      return customer.reason === "no_customer" ? { kind: "no_customer" } : { kind: "unavailable", retryAfterSeconds: customer.retryAfterSeconds };
+    let ledger: Stripe.CustomerBalanceTransaction[];
+    try {
+      ledger = await readWholeLedger(this.host.stripe(), customer.customerId);
+    } catch (err) {
+      this.host.log("wallet_open_failed", { account: accountId, error: classifyStripeError(err).message });
+      return { kind: "unavailable", retryAfterSeconds: RETRY_AFTER_SECONDS };
+    }
+    this.ledger.open(accountId, customer.customerId, ledger, Date.now());
+    this.host.log("wallet_opened", { account: accountId, customer: customer.customerId, entries: ledger.length, available: this.ledger.row()?.available ?? 0 });
+    return { kind: "open" };
+  }
+
+  /** A debit, hold, capture or release. Replays need no open wallet; everything else opens it first. */
+  async spend(accountId: string, request: SpendRequest, key: string, fingerprint: string): Promise<SpendOutcome> {
+    const kept = replay(this.ledger, key, fingerprint);
+    if (kept) return kept;
+    const opened = await this.ensureOpen(accountId);
+    if (opened.kind === "unavailable") return { kind: "unavailable", retryAfterSeconds: opened.retryAfterSeconds };
+    const now = Date.now();
+    const outcome = spend(this.ledger, request, key, fingerprint, { accountId, now, accepted: topUpLimits(this.host.env).currencies });
+    if (outcome.kind === "result" && outcome.result.ok && !outcome.replayed) {
+      if (outcome.result.op === "debit" || outcome.result.op === "capture") this.#owe(now);
+    }
+    await this.arm();
+    return outcome;
+  }
+
+  /** Applies the entries a PaymentIntent object wrote; answers ok once they are durable here. */
+  async applyReports(accountId: string, reports: StripeEntryReport[]): Promise<ReportOutcome> {
+    const first = reports[0];
+    if (!first) return { ok: true };
+    if (!this.ledger.row()) {
+      const known = await this.host.customer(accountId);
+      if (!known.ok && known.reason === "unavailable") return { ok: false, retryAfterSeconds: known.retryAfterSeconds };
+      // Stripe's search lags; the PaymentIntent object read this customer from Stripe itself.
+      if (!known.ok) this.host.adoptCustomer(accountId, first.customer_id);
+    }
+    const opened = await this.ensureOpen(accountId);
+    if (opened.kind !== "open") return { ok: false, retryAfterSeconds: opened.kind === "unavailable" ? opened.retryAfterSeconds : RETRY_AFTER_SECONDS };
+    const wallet = this.ledger.row();
+    for (const r of reports) {
+      if (wallet && r.customer_id !== wallet.customer_id) {
+        // Not this account's money: never applied, and never retried forever either.
+        this.host.log("wallet_report_refused", {
+          account: accountId,
+          customer: r.customer_id,
+          expected: wallet.customer_id,
+          balance_transaction: r.balance_transaction_id,
+        });
+        continue;
+      }
+      const applied = this.ledger.applyStripe({
+        kind: r.kind,
+        amount: -r.amount,
+        currency: r.currency,
+        stripe_tx: r.balance_transaction_id,
+        payment_intent_id: r.payment_intent_id,
+        description: r.description,
+        created_at: r.created * 1000,
+      });
+      if (applied === "currency")
+        this.host.log("wallet_currency_mismatch", { account: accountId, balance_transaction: r.balance_transaction_id, currency: r.currency });
+    }
+    return { ok: true };
+  }
+
+  async balance(accountId: string, fallbackCurrency: string): Promise<BalanceOutcome> {
+    const opened = await this.ensureOpen(accountId);
+    if (opened.kind === "unavailable") return { ok: false, reason: "unavailable", retryAfterSeconds: opened.retryAfterSeconds };
+    await this.#expireDue();
+    const syncedAt = this.ledger.row()?.synced_at ?? null;
+    return { ok: true, balance: this.ledger.balance(fallbackCurrency), stripe_synced_at: syncedAt === null ? null : new Date(syncedAt).toISOString() };
+  }
+
+  async lines(accountId: string, limit: number, cursor: string | null): Promise<LinesPage> {
+    const opened = await this.ensureOpen(accountId);
+    if (opened.kind === "unavailable") return { ok: false, reason: "unavailable", retryAfterSeconds: opened.retryAfterSeconds };
+    await this.#expireDue();
+    const page = this.ledger.lines(limit, cursor);
+    if (!page) return { ok: false, reason: "bad_cursor" };
+    return { ok: true, ...page, next_cursor: page.has_more ? (page.data.at(-1)?.id ?? null) : null };
+  }
+
+  /** Releases holds whose time is up before a read shows them (the alarm may not have run yet). */
+  async #expireDue(): Promise<void> {
+    if (expireHolds(this.ledger, Date.now()) > 0) await this.arm();
+  }
+
+  /** The alarm's work: expire holds, write owed spending to Stripe when due, forget old keys. */
+  async alarm(): Promise<void> {
+    const now = Date.now();
+    expireHolds(this.ledger, now);
+    this.ledger.forgetKeysBefore(now - KEEP_KEYS_MS);
+    const due = this.ledger.row()?.sync_due_at ?? null;
+    if (due !== null && due <= now) await this.sync();
+    this.#alarmAt = null;
+    await this.arm();
+  }
+
+  /** Runs one sync (concurrent callers share it) and schedules the next try if it failed. */
+  async sync(): Promise<void> {
+    this.#syncing ??= this.#sync().finally(() => {
+      this.#syncing = null;
+    });
+    return this.#syncing;
+  }
+
+  async #sync(): Promise<void> {
+    const wallet = this.ledger.row();
+    if (!wallet) return;
+    const outcome = await syncWallet(
+      { ledger: this.ledger, stripe: this.host.stripe(), accountId: wallet.account_id, single: this.#syncSeconds === 0, log: this.host.log },
+      () => Date.now(),
+    );
+    const now = Date.now();
+    if (outcome.kind === "failed") {
+      const retries = (this.ledger.row()?.sync_retries ?? 0) + 1;
+      this.ledger.setSyncDue(now + backoffMs(retries), { retries, error: outcome.error });
+      return;
+    }
+    // Spending that arrived while the sync ran is due a full interval after now.
+    this.ledger.setSyncDue(this.ledger.owedTotal() > 0 ? now + this.#syncSeconds * 1000 : null);
+  }
+
+  /** Owed spending: due within STRIPE_SYNC_SECONDS of the first unsynced debit. */
+  #owe(now: number): void {
+    const wallet = this.ledger.row();
+    if (wallet && wallet.sync_due_at === null) this.ledger.setSyncDue(now + this.#syncSeconds * 1000);
+  }
+
+  get #syncSeconds(): number {
+    return intSetting(this.host.env.STRIPE_SYNC_SECONDS, DEFAULT_SYNC_SECONDS);
+  }
+
+  /** Sets the alarm to the earliest work: a sync, a hold's expiry, keys to forget. */
+  async arm(): Promise<void> {
+    const times = [this.ledger.row()?.sync_due_at ?? null, this.ledger.nextHoldExpiry(), this.#oldestKeyExpiry()].filter((t): t is number => t !== null);
+    if (times.length === 0) return;
+    const next = Math.min(...times);
+    if (this.#alarmAt !== null && this.#alarmAt <= next) return;
+    const current = await this.host.storage.getAlarm();
+    if (current !== null && current <= next) {
+      this.#alarmAt = current;
+      return;
+    }
+    await this.host.storage.setAlarm(next);
+    this.#alarmAt = next;
+  }
+
+  #oldestKeyExpiry(): number | null {
+    const oldest = this.ledger.oldestKey();
+    return oldest === null ? null : oldest + KEEP_KEYS_MS;
+  }
+}
