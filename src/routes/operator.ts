@@ -1,5 +1,6 @@
 // Operator routes: which credits are waiting for a retry or need a person, what happened to
-// one, "retry now", and the signed webhook events that did not parse. Guarded by a service
+// one, "retry now", the signed webhook events that did not parse, and an account's wallet
+// (its figures, its batches to Stripe, why a sync failed) with "sync now". Guarded by a service
 // token (OPERATOR_TOKEN), compared in constant time; no CORS, so no browser page can call them.
 // Disabled when no token is configured.
 
@@ -11,7 +12,8 @@ import type { AppEnv } from "../http.js";
 import type { Env } from "../env.js";
 import { operatorState } from "../objects/payment-intent.js";
 import { REGISTRY_NAME, type AttentionEntry, type BadEvent } from "../objects/registry.js";
-import { paymentIntentObject } from "./objects.js";
+import { ACCOUNT_ID } from "../ids.js";
+import { accountObject, paymentIntentObject } from "./objects.js";
 import { PaymentIntentId } from "./schemas.js";
 
 export const operator = new Hono<AppEnv>();
@@ -110,4 +112,24 @@ operator.post("/credits/:pi/retry", async (c) => {
   const outcome = await paymentIntentObject(c.env, pi).retryNow();
   if (!outcome.record) throw new ApiError(404, "payment_intent_not_found", "No record for this PaymentIntent.");
   return c.json(outcome);
+});
+
+function accountParam(value: string): string {
+  if (!ACCOUNT_ID.test(value)) throw new ApiError(400, "invalid_request", "Not an account id.");
+  return value;
+}
+
+/** An account's wallet as stored: figures, the sync's state and last error, every batch written to Stripe. */
+operator.get("/accounts/:account/wallet", async (c) => {
+  const account = accountParam(c.req.param("account"));
+  const found = await accountObject(c.env, account).inspectWallet();
+  if (!found.wallet) throw new ApiError(404, "not_found", "This account's wallet is not open.");
+  return c.json(found);
+});
+
+/** Writes the wallet's owed spending to Stripe and takes in Stripe's entries now, instead of waiting for its alarm. */
+operator.post("/accounts/:account/wallet/sync", async (c) => {
+  const account = accountParam(c.req.param("account"));
+  const result = await accountObject(c.env, account).syncNow(account);
+  return c.json({ ...result, ...(await accountObject(c.env, account).inspectWallet()) });
 });
