@@ -6,9 +6,10 @@ export const PAYMENT_INTENT_ID = /^pi_[A-Za-z0-9]{1,252}$/;
 
 /**
  * An account id (a token's `sub`). It travels into Stripe metadata and search queries, so it
- * keeps to a plain alphabet: no quoting trick can change a query's meaning.
+ * keeps to a plain alphabet: no quoting trick can change a query's meaning. Not `.` or `..`:
+ * a URL path would resolve them away, so the seller's /v1/accounts/{id} could never name it.
  */
-export const ACCOUNT_ID = /^[A-Za-z0-9_.:@|-]{1,128}$/;
+export const ACCOUNT_ID = /^(?!\.{1,2}$)[A-Za-z0-9_.:@|-]{1,128}$/;
 
 /**
  * A wallet hold's id as the seller's routes accept it: `hold_` and letters and digits (the wallet

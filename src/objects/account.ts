@@ -16,6 +16,7 @@ import type Stripe from "stripe";
 import { defaultCurrency, type Env } from "../env.js";
 import { logEvent } from "../log.js";
 import { createStripe } from "../stripe/client.js";
+import { customerOwner } from "../stripe/customers.js";
 import { classifyStripeError } from "../stripe/errors.js";
 import { topUpKey } from "../stripe/keys.js";
 import { TOP_UP_MARKER } from "../credit/top-up.js";
@@ -82,6 +83,7 @@ export class AccountObject extends DurableObject<Env> {
       stripe: () => this.#client,
       customer: (accountId) => this.customerFor(accountId),
       adoptCustomer: (accountId, customerId) => this.#remember(accountId, customerId),
+      ownerOf: (customerId) => customerOwner(this.#client, customerId),
       log: logEvent,
     });
   }

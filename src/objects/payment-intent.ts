@@ -30,7 +30,8 @@ import { backoffMs } from "./backoff.js";
 import { CreditStore, type AdjustmentRecord, type CreditRecord, type DisputeFact, type DisputeStatus, type JournalEntry } from "./credit-store.js";
 import { LedgerWriter, type LedgerEntry } from "./ledger-write.js";
 import { REGISTRY_NAME } from "./registry.js";
-import type { StripeEntryReport } from "../wallet/contract.js";
+import type { ReportOutcome, StripeEntryReport } from "../wallet/contract.js";
+import { customerOwner } from "../stripe/customers.js";
 
 /** What one attempt concluded, independent of who asked; answers are derived per caller. */
 type Outcome =
@@ -373,7 +374,9 @@ export class PaymentIntentObject extends DurableObject<Env> {
     // did, a bug elsewhere broke that, and nothing is written on top of it (the alarm retries).
     if (this.#store.load()) throw new Error("a record appeared during an attempt");
     if (!verdict.ok) return this.#refuse(paymentIntentId, verdict, owner);
-    const account = pi.metadata?.account_id || accountId;
+    // A browser's own account first: its customer was just checked to be the PI's. Otherwise
+    // the PI's metadata names it, a claim the wallet checks against Stripe before believing it.
+    const account = accountId || pi.metadata?.account_id || null;
     if (verdict.creditedElsewhere) return this.#adoptCreditedElsewhere(paymentIntentId, verdict.customer, verdict.amount, verdict.currency, account);
     const verified = this.#store.insert(paymentIntentId, "verified", {
       customer_id: verdict.customer,
@@ -759,29 +762,50 @@ export class PaymentIntentObject extends DurableObject<Env> {
    * Tells the account's wallet about every entry it lacks; true once it has them all. A failure
    * is not dropped: the entries stay owed, and follow-up work (the alarm) tells it again.
    */
-  async #reportToWallet(rec: CreditRecord): Promise<boolean> {
+  async #reportToWallet(rec: CreditRecord, resolved = false): Promise<boolean> {
     const owed = this.#walletReports(rec);
     if (owed.length === 0) return true;
     const ids = owed.map((r) => r.balance_transaction_id);
-    if (!rec.account_id) {
-      // No account to tell (an older top-up without account_id): the wallet's sync takes the entry in from Stripe's ledger.
-      this.#store.journal("wallet", "no_account", ids.join(","));
-      this.#store.noteReported(ids);
-      return true;
-    }
+    if (!rec.account_id) return this.#resolveAccount(rec, ids, resolved);
+    let told: ReportOutcome;
     try {
-      const told = await this.env.ACCOUNTS.get(this.env.ACCOUNTS.idFromName(rec.account_id)).applyStripeEntries(rec.account_id, owed);
-      if (!told.ok) {
-        this.#store.journal("wallet", "unavailable", ids.join(","));
-        return false;
-      }
+      told = await this.env.ACCOUNTS.get(this.env.ACCOUNTS.idFromName(rec.account_id)).applyStripeEntries(rec.account_id, owed);
     } catch (err) {
       this.#store.journal("wallet", "failed", String(err));
       logEvent("wallet_report_failed", { payment_intent: rec.payment_intent_id, error: String(err) });
       return false;
     }
+    if (!told.ok && told.reason === "wrong_account") return this.#resolveAccount(rec, ids, resolved);
+    if (!told.ok) {
+      this.#store.journal("wallet", "unavailable", ids.join(","));
+      return false;
+    }
     this.#store.noteReported(ids);
-    this.#store.journal("wallet", "told", ids.join(","));
+    this.#store.journal("wallet", "told", `${rec.account_id}: ${ids.join(",")}`);
+    return true;
+  }
+
+  /**
+   * The account named for this PI has no wallet for its customer (the PI's metadata named
+   * another account, or none): the money belongs to the account whose customer it is, by the
+   * customer's own `metadata.account_id` in Stripe. Tried once per report; a customer that no
+   * account's wallet will take (it names no account, or that account's wallet is another
+   * customer's) is logged for an operator, and the wallet's sync on that customer, if any,
+   * still takes the entry in from Stripe's ledger.
+   */
+  async #resolveAccount(rec: CreditRecord, ids: string[], resolved: boolean): Promise<boolean> {
+    const owner = resolved ? ({ kind: "none" } as const) : await customerOwner(this.#client, rec.customer_id as string);
+    if (owner.kind === "unavailable") {
+      this.#store.journal("wallet", "unavailable", `whose customer is ${rec.customer_id}`);
+      return false;
+    }
+    if (owner.kind === "account" && owner.accountId !== rec.account_id) {
+      this.#store.journal("wallet", "account", `${rec.customer_id} belongs to ${owner.accountId}, not ${rec.account_id ?? "none"}`);
+      return this.#reportToWallet(this.#store.update({ account_id: owner.accountId }), true);
+    }
+    this.#store.journal("wallet", "no_wallet", `${rec.customer_id}: ${ids.join(",")}`);
+    logEvent("wallet_report_unroutable", { payment_intent: rec.payment_intent_id, customer: rec.customer_id, account: rec.account_id, entries: ids });
+    this.#store.noteReported(ids);
     return true;
   }
 

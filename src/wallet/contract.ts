@@ -86,4 +86,9 @@ export interface StripeEntryReport {
   created: number;
 }
 
-export type ReportOutcome = { ok: true } | { ok: false; retryAfterSeconds: number };
+/**
+ * `wrong_account`: the reported customer is not this account's (its Stripe customer is another,
+ * or the customer's `metadata.account_id` names another account). Nothing was applied; the
+ * reporter must find the customer's own account.
+ */
+export type ReportOutcome = { ok: true } | { ok: false; reason: "unavailable"; retryAfterSeconds: number } | { ok: false; reason: "wrong_account" };

@@ -99,13 +99,15 @@ export async function syncWallet(deps: SyncDeps, now: () => number): Promise<Syn
 async function intake(deps: SyncDeps, customerId: string, scanSince: number, now: () => number, batches: number): Promise<SyncOutcome> {
   const { ledger } = deps;
   const missing: Stripe.CustomerBalanceTransaction[] = [];
+  const ownBatches = new Set(ledger.batches().map((b) => String(b.n)));
   let newest: number | null = null;
   try {
     for await (const tx of deps.stripe.customers.listBalanceTransactions(customerId, { limit: 100 })) {
       newest ??= tx.created;
       if (tx.created < scanSince - SLACK_SECONDS) break;
-      // The wallet's own batches are its spending, already in the wallet.
-      if (tx.metadata?.wallet_batch !== undefined) continue;
+      // The wallet's own batches are its spending, already in the wallet. An entry that only
+      // looks like one (another account's metadata, a batch never recorded here) is foreign.
+      if (tx.metadata?.account_id === deps.accountId && ownBatches.has(tx.metadata.wallet_batch ?? "")) continue;
       if (!ledger.knowsStripe(tx.id)) missing.push(tx);
     }
   } catch (err) {

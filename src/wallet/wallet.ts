@@ -20,6 +20,8 @@ import { readWholeLedger, syncWallet } from "./sync.js";
 export type CustomerState =
   { ok: true; customerId: string } | { ok: false; reason: "no_customer" } | { ok: false; reason: "unavailable"; retryAfterSeconds: number };
 
+export type CustomerOwner = { kind: "account"; accountId: string } | { kind: "none" } | { kind: "unavailable" };
+
 type Opened = { kind: "open" } | { kind: "no_customer" } | { kind: "unavailable"; retryAfterSeconds: number };
 
 /** Idempotency-Keys are kept at least 24 h (the contract); forgotten after 48. */
@@ -34,8 +36,10 @@ export interface WalletHost {
   stripe: () => Stripe;
   /** The account's customer (from storage, or Stripe's search). */
   customer: (accountId: string) => Promise<CustomerState>;
-  /** Remembers a customer that a PaymentIntent object vouched for. */
+  /** Remembers a customer Stripe said belongs to the account. */
   adoptCustomer: (accountId: string, customerId: string) => void;
+  /** Whose customer this is, by its `metadata.account_id` in Stripe. */
+  ownerOf: (customerId: string) => Promise<CustomerOwner>;
   log: (event: string, fields: Record<string, unknown>) => void;
 }
 
@@ -95,30 +99,35 @@ export class Wallet {
     return outcome;
   }
 
-  /** Applies the entries a PaymentIntent object wrote; answers ok once they are durable here. */
+  /**
+   * Applies the entries a PaymentIntent object wrote; answers ok once they are durable here.
+   * Only this account's money: the reported customer must be the account's customer, and a
+   * customer not known here yet is adopted only if Stripe says it belongs to this account
+   * (`metadata.account_id`), so a PaymentIntent whose metadata names the wrong account can
+   * never tie this wallet to someone else's balance.
+   */
   async applyReports(accountId: string, reports: StripeEntryReport[]): Promise<ReportOutcome> {
     const first = reports[0];
     if (!first) return { ok: true };
+    if (reports.some((r) => r.customer_id !== first.customer_id)) return { ok: false, reason: "wrong_account" };
     if (!this.ledger.row()) {
       const known = await this.host.customer(accountId);
-      if (!known.ok && known.reason === "unavailable") return { ok: false, retryAfterSeconds: known.retryAfterSeconds };
-      // Stripe's search lags; the PaymentIntent object read this customer from Stripe itself.
-      if (!known.ok) this.host.adoptCustomer(accountId, first.customer_id);
+      if (!known.ok && known.reason === "unavailable") return { ok: false, reason: "unavailable", retryAfterSeconds: known.retryAfterSeconds };
+      if (known.ok && known.customerId !== first.customer_id) return this.#wrongAccount(accountId, first);
+      if (!known.ok) {
+        // Stripe's search lags writes, so "no customer" may only mean "not indexed yet": ask Stripe
+        // whose customer this is before adopting it.
+        const owner = await this.host.ownerOf(first.customer_id);
+        if (owner.kind === "unavailable") return { ok: false, reason: "unavailable", retryAfterSeconds: RETRY_AFTER_SECONDS };
+        if (owner.kind !== "account" || owner.accountId !== accountId) return this.#wrongAccount(accountId, first);
+        this.host.adoptCustomer(accountId, first.customer_id);
+      }
     }
     const opened = await this.ensureOpen(accountId);
-    if (opened.kind !== "open") return { ok: false, retryAfterSeconds: opened.kind === "unavailable" ? opened.retryAfterSeconds : RETRY_AFTER_SECONDS };
-    const wallet = this.ledger.row();
+    if (opened.kind !== "open")
+      return { ok: false, reason: "unavailable", retryAfterSeconds: opened.kind === "unavailable" ? opened.retryAfterSeconds : RETRY_AFTER_SECONDS };
+    if (this.ledger.row()?.customer_id !== first.customer_id) return this.#wrongAccount(accountId, first);
     for (const r of reports) {
-      if (wallet && r.customer_id !== wallet.customer_id) {
-        // Not this account's money: never applied, and never retried forever either.
-        this.host.log("wallet_report_refused", {
-          account: accountId,
-          customer: r.customer_id,
-          expected: wallet.customer_id,
-          balance_transaction: r.balance_transaction_id,
-        });
-        continue;
-      }
       const applied = this.ledger.applyStripe({
         kind: r.kind,
         amount: -r.amount,
@@ -132,6 +141,11 @@ export class Wallet {
         this.host.log("wallet_currency_mismatch", { account: accountId, balance_transaction: r.balance_transaction_id, currency: r.currency });
     }
     return { ok: true };
+  }
+
+  #wrongAccount(accountId: string, report: StripeEntryReport): ReportOutcome {
+    this.host.log("wallet_report_refused", { account: accountId, customer: report.customer_id, balance_transaction: report.balance_transaction_id });
+    return { ok: false, reason: "wrong_account" };
   }
 
   async balance(accountId: string, fallbackCurrency: string): Promise<BalanceOutcome> {
