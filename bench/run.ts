@@ -1,8 +1,15 @@
 // `npm run bench`: Stripe calls and latency per confirm under contention, this service side by
 // side with the design it replaces (bench/baseline.ts), against one emulator with a fixed
-// latency L per Stripe call. Prints one table and writes bench/results/latest.json.
-//   --latency L   ms added to every Stripe call (default 50)
-//   --quick       smaller N and M, for a fast look
+// latency L per Stripe call; then spending through the seller's API (bench/spend.ts). Prints
+// the tables and writes bench/results/latest.json (latest-credits.json or latest-debits.json
+// for a run of one part).
+//   --latency L          ms added to every Stripe call (default 50)
+//   --quick              smaller N and M, and fewer debits, for a fast look
+//   --only credits|debits   run one part
+//   --debits N           debits per concurrent spending row (default 1000; 300 with --quick)
+//   --concurrency C      requests in flight in the concurrent spending rows (default 16)
+//   --sync-seconds S     the Worker's STRIPE_SYNC_SECONDS (default 60, the product's default);
+//                        the sync's calls are told apart from the debits' and counted on their own
 // Figures are medians and tails of one run on a shared machine: read them as ratios.
 
 import { spawn } from "node:child_process";
@@ -18,12 +25,28 @@ import type { Emulator } from "../test/emulator/emulator.js";
 import { createCustomer } from "../test/emulator/customers.js";
 import { createPaymentIntent, succeed } from "../test/emulator/payment-intents.js";
 import { TOP_UP_MARKER } from "../src/credit/top-up.js";
+import { runSpending, spendingReport, type SpendResults } from "./spend.js";
 
-const { values } = parseArgs({ options: { latency: { type: "string", default: "50" }, quick: { type: "boolean", default: false } } });
+const { values } = parseArgs({
+  options: {
+    latency: { type: "string", default: "50" },
+    quick: { type: "boolean", default: false },
+    only: { type: "string" },
+    debits: { type: "string" },
+    concurrency: { type: "string", default: "16" },
+    "sync-seconds": { type: "string", default: "60" },
+  },
+});
 const L = Number(values.latency);
 const quick = values.quick;
+const only = values.only;
+if (only !== undefined && only !== "credits" && only !== "debits") throw new Error(`--only takes credits or debits, not ${only}`);
+const debits = Number(values.debits ?? (quick ? 300 : 1000));
+const concurrency = Number(values.concurrency);
+const syncSeconds = Number(values["sync-seconds"]);
 const SECRET = "bench-secret-bench-secret-bench-secret-01";
 const KEY = "sk_test_bench";
+const SERVICE_TOKEN = "bench-service-token";
 
 interface Figures {
   n: number;
@@ -83,6 +106,12 @@ const stack = await startStack({
     CONFIRM_LIMIT_PER_MINUTE: "0",
     CONFIRM_IP_LIMIT_PER_MINUTE: "0",
     OBJECT_QUEUE_LIMIT: "100000",
+    // Spending: the seller's token, top-ups for a hundred accounts from one address, and the
+    // sync window the debit rows are measured inside (see bench/spend.ts).
+    SERVICE_TOKEN,
+    TOPUP_LIMIT_PER_MINUTE: "0",
+    TOPUP_IP_LIMIT_PER_MINUTE: "0",
+    STRIPE_SYNC_SECONDS: String(syncSeconds),
   },
 });
 const emu = (stack.emulator as NonNullable<typeof stack.emulator>).emulator;
@@ -91,7 +120,7 @@ emu.options.webhookUrl = null;
 emu.reconfigure();
 
 const baselineProc = spawn(process.execPath, [join(projectRoot, "node_modules/tsx/dist/cli.mjs"), join(projectRoot, "bench/baseline.ts")], {
-  env: { ...process.env, PORT: "0", STRIPE_API_BASE: `http://127.0.0.1:${emulatorPort}`, STRIPE_SECRET_KEY: KEY, AUTH_JWT_SECRET: SECRET },
+  env: { ...process.env, PORT: "0", STRIPE_API_BASE: `http://127.0.0.1:${emulatorPort}`, STRIPE_SECRET_KEY: KEY, AUTH_JWT_SECRET: SECRET, SERVICE_TOKEN },
   stdio: ["ignore", "pipe", "inherit"],
 });
 const baselinePort = await new Promise<number>((resolve) => {
@@ -260,12 +289,39 @@ async function scenario(name: string, run: (s: System) => Promise<Figures>): Pro
 }
 
 const scenarios: Scenario[] = [];
+let spending: SpendResults | null = null;
 try {
   // Warm both systems (module load, first object) outside the figures.
   for (const s of systems) {
     const [w] = await prepare(s, 1, 1);
     if (w) await confirmOnce(s.url, w.token, w.pi);
   }
+  if (only !== "debits") await creditScenarios();
+  if (only !== "credits") {
+    console.log("Spending:");
+    spending = await runSpending({
+      emu,
+      edgeUrl: stack.workerUrl,
+      baselineUrl: `http://127.0.0.1:${baselinePort}`,
+      stripeUrl: `http://127.0.0.1:${emulatorPort}`,
+      stripeKey: KEY,
+      serviceToken: SERVICE_TOKEN,
+      browserToken: token,
+      debits,
+      latencyDebits: quick ? 150 : 300,
+      baselineOneAccountDebits: quick ? 50 : 100,
+      concurrency,
+      accounts: 100,
+      syncSeconds,
+    });
+  }
+} finally {
+  baselineProc.kill("SIGTERM");
+  await stack.stop();
+  rmSync(state, { recursive: true, force: true });
+}
+
+async function creditScenarios(): Promise<void> {
   console.log("Running scenarios:");
   for (const n of quick ? [1, 10, 100] : [1, 10, 100, 1000]) {
     scenarios.push(
@@ -297,10 +353,6 @@ try {
   scenarios.push(await scenario("overhead, first confirm", (s) => overhead(s, true)));
   scenarios.push(await scenario("overhead, replay", (s) => overhead(s, false)));
   scenarios.push(await scenario("floor, GET /healthz", floor));
-} finally {
-  baselineProc.kill("SIGTERM");
-  await stack.stop();
-  rmSync(state, { recursive: true, force: true });
 }
 
 const header = [
@@ -342,14 +394,15 @@ const rows = scenarios.map((s) => [
 ]);
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
 const line = (cells: (string | number)[]) => cells.map((c, i) => String(c).padStart(widths[i] ?? 0)).join("  ");
-console.log(
-  `\nL = ${L} ms per Stripe call. Stripe calls and credits are totals per scenario (a→b: credits when the answers came, then after the objects' alarms); latencies are per confirm.\n`,
-);
-console.log(line(header));
-for (const r of rows) console.log(line(r));
-writeFileSync(
-  join(projectRoot, "bench/results/latest.json"),
-  `${JSON.stringify({ latency_ms: L, quick, at: new Date().toISOString(), scenarios }, null, 2)}\n`,
-);
-console.log("\nWritten to bench/results/latest.json");
+if (scenarios.length > 0) {
+  console.log(
+    `\nL = ${L} ms per Stripe call. Stripe calls and credits are totals per scenario (a→b: credits when the answers came, then after the objects' alarms); latencies are per confirm.\n`,
+  );
+  console.log(line(header));
+  for (const r of rows) console.log(line(r));
+}
+if (spending) console.log(`\n${spendingReport(spending, L)}`);
+const file = `bench/results/${only ? `latest-${only}` : "latest"}.json`;
+writeFileSync(join(projectRoot, file), `${JSON.stringify({ latency_ms: L, quick, at: new Date().toISOString(), scenarios, spending }, null, 2)}\n`);
+console.log(`\nWritten to ${file}`);
 process.exit(0);
