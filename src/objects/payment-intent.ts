@@ -31,6 +31,7 @@ import { CreditStore, type AdjustmentRecord, type CreditRecord, type DisputeFact
 import { LedgerWriter, type LedgerEntry } from "./ledger-write.js";
 import { REGISTRY_NAME } from "./registry.js";
 import type { ReportOutcome, StripeEntryReport } from "../wallet/contract.js";
+import { walletReportsOwed } from "../credit/wallet-reports.js";
 import { customerOwner } from "../stripe/customers.js";
 
 /** What one attempt concluded, independent of who asked; answers are derived per caller. */
@@ -719,43 +720,9 @@ export class PaymentIntentObject extends DurableObject<Env> {
     return delay;
   }
 
-  /**
-   * The ledger entries of this PI (its credit, each reversal and restoration written) that the
-   * account's wallet has not acknowledged yet. Keyed by the balance transaction, so reporting one
-   * twice is harmless: the wallet applies each once.
-   */
+  /** This PI's ledger entries the account's wallet has not acknowledged yet (src/credit/wallet-reports.ts). */
   #walletReports(rec: CreditRecord): StripeEntryReport[] {
-    if (rec.state !== "credited" || !rec.balance_transaction_id || !rec.customer_id || !rec.currency) return [];
-    const reported = this.#store.reported();
-    const pi = rec.payment_intent_id;
-    const owed: StripeEntryReport[] = [];
-    if (!reported.has(rec.balance_transaction_id)) {
-      owed.push({
-        balance_transaction_id: rec.balance_transaction_id,
-        customer_id: rec.customer_id,
-        kind: "top_up",
-        amount: -(rec.amount ?? 0),
-        currency: rec.currency,
-        payment_intent_id: pi,
-        description: creditParams(pi, rec.amount ?? 0, rec.currency).description ?? null,
-        created: Math.floor((rec.credited_at ?? Date.now()) / 1000),
-      });
-    }
-    for (const a of this.#store.adjustments()) {
-      if (a.state !== "done" || !a.balance_transaction_id || reported.has(a.balance_transaction_id)) continue;
-      const params = adjustmentParams(pi, a.operation, a.direction, a.amount, rec.currency);
-      owed.push({
-        balance_transaction_id: a.balance_transaction_id,
-        customer_id: rec.customer_id,
-        kind: a.direction === "credit" ? "restoration" : "reversal",
-        amount: params.amount,
-        currency: rec.currency,
-        payment_intent_id: pi,
-        description: params.description ?? null,
-        created: Math.floor(a.updated_at / 1000),
-      });
-    }
-    return owed;
+    return walletReportsOwed(rec, this.#store.adjustments(), this.#store.reported());
   }
 
   /**
