@@ -144,6 +144,16 @@ const isoTime = (value: string) => new Date(value).toISOString() === value;
 
 describe("spendAnswer: every wallet answer, first or replayed, to one HTTP answer", () => {
   const balance: BalanceView = { available: 3800, held: 700, currency: "usd" };
+  const heldView = {
+    id: "hold_0123456789abcdef01234567",
+    account_id: "acct_1",
+    amount: 700,
+    currency: "usd",
+    status: "active" as const,
+    expires_at: "2026-01-01T00:10:00.000Z",
+    balance,
+    created: "2026-01-01T00:00:00.000Z",
+  };
   const results: [string, SpendResult, number, unknown][] = [
     [
       "a debit",
@@ -156,28 +166,10 @@ describe("spendAnswer: every wallet answer, first or replayed, to one HTTP answe
       {
         ok: true,
         op: "hold",
-        hold: {
-          id: "hold_0123456789abcdef01234567",
-          account_id: "acct_1",
-          amount: 700,
-          currency: "usd",
-          status: "active",
-          expires_at: "2026-01-01T00:10:00.000Z",
-          balance,
-          created: "2026-01-01T00:00:00.000Z",
-        },
+        hold: heldView,
       },
       201,
-      {
-        id: "hold_0123456789abcdef01234567",
-        account_id: "acct_1",
-        amount: 700,
-        currency: "usd",
-        status: "active",
-        expires_at: "2026-01-01T00:10:00.000Z",
-        balance,
-        created: "2026-01-01T00:00:00.000Z",
-      },
+      heldView,
     ],
     [
       "a capture",

@@ -14,6 +14,7 @@ import Stripe from "stripe";
 import { z } from "zod";
 import type { Env } from "../env.js";
 import { ApiError } from "../errors.js";
+import { sha256Hex } from "../hash.js";
 import type { AppEnv } from "../http.js";
 import { PAYMENT_INTENT_ID } from "../ids.js";
 import { logEvent } from "../log.js";
@@ -181,8 +182,7 @@ function describe(error: z.ZodError): string {
 
 /** A name for a payload that has no usable event id: its hash, so that redeliveries share one row. */
 async function payloadName(raw: string): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(raw)));
-  return `sha256:${Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+  return `sha256:${await sha256Hex(raw)}`;
 }
 
 /** What an event means for one PaymentIntent's credit, or null when it means nothing here. */

@@ -4,6 +4,7 @@
 // parameters: idempotency_error).
 
 import type Stripe from "stripe";
+import { sha256Hex } from "../hash.js";
 
 /** `{base}` for the first attempt, `{base}:{n}` after. */
 export function attemptKey(base: string, attempt: number): string {
@@ -66,6 +67,5 @@ export function adjustmentParams(
  * key short (Stripe accepts 255 characters) whatever the client sent.
  */
 export async function topUpKey(accountId: string, clientKey: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(JSON.stringify([accountId, clientKey])));
-  return `topup:${[...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
+  return `topup:${await sha256Hex(JSON.stringify([accountId, clientKey]))}`;
 }

@@ -3,6 +3,8 @@
 // matter; values and types do). Hand-written because it is a dozen lines: a canonical JSON
 // with sorted keys, then SHA-256 so the stored fingerprint is short whatever the body.
 
+import { sha256Hex } from "../hash.js";
+
 /** JSON with object keys sorted at every depth. */
 export function canonicalJson(value: unknown): string {
   if (value === null || typeof value !== "object") return JSON.stringify(value) ?? "null";
@@ -15,6 +17,5 @@ export function canonicalJson(value: unknown): string {
 
 /** The fingerprint of one spending request: `op`, the hold id in its path (or null), its parsed body. */
 export async function requestFingerprint(op: string, holdId: string | null, body: unknown): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(canonicalJson([op, holdId, body ?? null])));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return sha256Hex(canonicalJson([op, holdId, body ?? null]));
 }

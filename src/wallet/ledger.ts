@@ -4,6 +4,7 @@
 // the object admits other calls during its Stripe awaits.
 
 import type Stripe from "stripe";
+import { hex } from "../hash.js";
 import type { BalanceView, EntryKind, WalletLine } from "./contract.js";
 import { WALLET_SCHEMA, type BatchRow, type EntryRow, type HoldRow, type WalletRow } from "./schema.js";
 
@@ -26,7 +27,7 @@ export interface NewEntry {
 /** `prefix_` and 24 hex digits from the platform's CSPRNG: ids that another account cannot guess. */
 export function newId(prefix: string): string {
   const bytes = crypto.getRandomValues(new Uint8Array(12));
-  return `${prefix}_${[...bytes].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
+  return `${prefix}_${hex(bytes)}`;
 }
 
 /** What a Stripe ledger entry is to the wallet, from the metadata this service writes. */
