@@ -1,6 +1,9 @@
 // The demo page: sign in, see the balance, top up, use credit, see the ledger. No build step. It
-// uses only the service's public routes (plus /demo/* for the local sign-in, the test-card
-// payment, and "Use credit", which spends through the seller's API on the server).
+// uses the service's public routes (/billing/*), Stripe.js for the payment, exactly as a
+// production page does (from STRIPE_JS_URL: Stripe's own, or the emulator's stand-in locally),
+// and /demo/* for the local sign-in and "Use credit", which spends through the seller's API on
+// the server. Scripts come only from this origin and Stripe.js's (the page's
+// Content-Security-Policy), so nothing here is inline.
 
 const $ = (id) => document.getElementById(id);
 const state = {
@@ -10,6 +13,10 @@ const state = {
   currency: null,
   topUpKey: null,
   spendKey: null,
+  /** Stripe.js's Stripe object, made once for the publishable key. */
+  stripe: null,
+  /** The top-up being paid: its PaymentIntent, and the Payment Element taking the card. */
+  payment: null,
 };
 
 const money = (minor, currency) => new Intl.NumberFormat(undefined, { style: "currency", currency: currency.toUpperCase() }).format(minor / 100);
@@ -108,34 +115,70 @@ function topUpKey() {
   return state.topUpKey;
 }
 
-async function pay(topUp) {
-  if (state.config?.publishable_key) return payWithStripeJs(topUp);
-  setStatus("Paying with the test card…");
-  const paid = await api("/demo/pay", { method: "POST", body: { payment_intent_id: topUp.payment_intent_id } });
-  if (paid.status !== "succeeded") throw new Error(`Payment ${paid.status}`);
+// Stripe.js is loaded from the configured URL when the first payment needs it, by a script
+// element (the URL is a setting, so it cannot be written into the page).
+let stripeJs = null;
+function loadStripeJs(url) {
+  stripeJs ??= new Promise((resolve, reject) => {
+    const script = document.createElement("script");
+    script.src = url;
+    script.onload = () => (window.Stripe ? resolve(window.Stripe) : reject(new Error("Stripe.js could not be loaded.")));
+    script.onerror = () => {
+      script.remove();
+      reject(new Error("Stripe.js could not be loaded. Check your connection and try again."));
+    };
+    document.head.append(script);
+  }).catch((err) => {
+    stripeJs = null; // the next press tries again
+    throw err;
+  });
+  return stripeJs;
 }
 
-// With a real publishable key: Stripe.js and its Payment Element take the card.
-async function payWithStripeJs(topUp) {
-  if (!window.Stripe) {
-    await new Promise((resolve, reject) => {
-      const s = document.createElement("script");
-      s.src = "https://js.stripe.com/v3/";
-      s.onload = resolve;
-      s.onerror = () => reject(new Error("Stripe.js could not be loaded"));
-      document.head.append(s);
-    });
-  }
-  const stripe = window.Stripe(state.config.publishable_key);
+async function stripeClient() {
+  const { publishable_key: key, stripe_js_url: url } = state.config ?? {};
+  if (!key || !url) throw new Error("Payments are not set up on this service (no publishable key).");
+  if (!state.stripe) state.stripe = (await loadStripeJs(url))(key);
+  return state.stripe;
+}
+
+// A redirect-based payment method (a bank's page) comes back here, to the same page.
+const returnUrl = () => `${location.origin}${location.pathname}`;
+
+/** Shows the Payment Element for `topUp`; the user pays with "Pay". */
+function openPayment(stripe, topUp) {
   const elements = stripe.elements({ clientSecret: topUp.client_secret });
-  const container = $("payment-element");
-  container.hidden = false;
-  elements.create("payment").mount(container);
-  setStatus("Enter your card, then press Top up again.");
-  await new Promise((resolve) => $("topup-form").addEventListener("submit", resolve, { once: true }));
-  const { error } = await stripe.confirmPayment({ elements, redirect: "if_required" });
-  container.hidden = true;
-  if (error) throw new Error(error.message);
+  const element = elements.create("payment");
+  // Keyboard users land in the card form, once Stripe.js has drawn it.
+  element.on("ready", () => element.focus());
+  element.mount($("payment-element"));
+  state.payment = { stripe, elements, element, topUp };
+  $("pay").textContent = `Pay ${money(topUp.amount, topUp.currency)}`;
+  $("pay-form").hidden = false;
+}
+
+/** Removes the Payment Element and gives the amount back to the user. */
+function closePayment() {
+  const hadFocus = $("pay-form").contains(document.activeElement);
+  state.payment?.element.destroy();
+  state.payment = null;
+  $("pay-form").hidden = true;
+  $("amount").disabled = false;
+  $("topup").disabled = false;
+  // Focus does not vanish with the form: it goes back to the amount.
+  if (hadFocus) $("amount").focus();
+}
+
+/** After Stripe took the payment: credit it (once, whoever else confirms it) and show the balance. */
+async function creditPayment(paymentIntentId, status) {
+  if (status === "processing") {
+    setStatus("Your payment is processing; the credit will appear once it clears.", "ok");
+    return;
+  }
+  setStatus("Crediting…");
+  const credit = await confirmCredit(paymentIntentId);
+  await refresh();
+  setStatus(`${money(credit.amount, credit.currency)} ${credit.status === "credited" ? "added" : "was already added"}.`, "ok");
 }
 
 async function confirmCredit(paymentIntentId) {
@@ -168,6 +211,8 @@ $("signin-form").addEventListener("submit", async (e) => {
 $("signout").addEventListener("click", () => {
   sessionStorage.clear();
   state.token = null;
+  closePayment();
+  setStatus("");
   show();
 });
 
@@ -175,28 +220,67 @@ $("amount").addEventListener("input", () => {
   state.topUpKey = null;
 });
 
+// One press of "Top up" creates the top-up and shows the card form; one press of "Pay" pays and
+// credits it. A second press of either while the first is under way does nothing, and a retry
+// sends the same Idempotency-Key, so a double click is one top-up and one payment.
 let busy = false;
 $("topup-form").addEventListener("submit", async (e) => {
   e.preventDefault();
-  if (busy) return;
+  if (busy || state.payment) return;
   busy = true;
+  $("amount").disabled = true;
   $("topup").disabled = true;
   try {
     const amount = Math.round(Number($("amount").value) * 100);
     setStatus("Creating your top-up…");
-    const topUp = await api("/billing/top_ups", { method: "POST", body: { amount, currency: "usd" }, headers: { "idempotency-key": topUpKey() } });
-    await pay(topUp);
-    setStatus("Crediting…");
-    const credit = await confirmCredit(topUp.payment_intent_id);
+    const [topUp, stripe] = await Promise.all([
+      api("/billing/top_ups", { method: "POST", body: { amount, currency: "usd" }, headers: { "idempotency-key": topUpKey() } }),
+      stripeClient(),
+    ]);
+    openPayment(stripe, topUp);
+    setStatus("Enter your card, then press Pay.");
+  } catch (err) {
+    setStatus(err.message, "bad");
+    $("amount").disabled = false;
+    $("topup").disabled = false;
+  } finally {
+    busy = false;
+  }
+});
+
+$("pay-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const payment = state.payment;
+  if (busy || !payment) return;
+  busy = true;
+  $("pay").disabled = true;
+  $("pay-cancel").disabled = true;
+  try {
+    setStatus("Paying…");
+    const { error, paymentIntent } = await payment.stripe.confirmPayment({
+      elements: payment.elements,
+      redirect: "if_required",
+      confirmParams: { return_url: returnUrl() },
+    });
+    // A declined or mistyped card: the card form stays, for another card or a correction.
+    if (error) return setStatus(error.message ?? "The payment did not go through.", "bad");
+    // Paid: the next top-up is a new one, whatever happens to this one's credit below.
     state.topUpKey = null;
-    await refresh();
-    setStatus(`${money(credit.amount, credit.currency)} ${credit.status === "credited" ? "added" : "was already added"}.`, "ok");
+    closePayment();
+    await creditPayment(paymentIntent.id, paymentIntent.status);
   } catch (err) {
     setStatus(err.message, "bad");
   } finally {
     busy = false;
-    $("topup").disabled = false;
+    $("pay").disabled = false;
+    $("pay-cancel").disabled = false;
   }
+});
+
+$("pay-cancel").addEventListener("click", () => {
+  if (busy) return;
+  closePayment();
+  setStatus("");
 });
 
 // One Idempotency-Key per intended spend, kept until the service answers: a double click or a
@@ -237,14 +321,31 @@ $("spend-form").addEventListener("submit", async (e) => {
   await refresh().catch((err) => setStatus(err.message, "bad", "spend-status"));
 });
 
+/**
+ * A payment that left for a redirect-based method comes back with its PaymentIntent in the
+ * query (Stripe's return_url contract). The query is dropped at once: it holds the client secret.
+ */
+function returnedPayment() {
+  const query = new URLSearchParams(location.search);
+  const id = query.get("payment_intent");
+  if (!id) return null;
+  history.replaceState(null, "", location.pathname);
+  return { id, status: query.get("redirect_status") };
+}
+
 (async () => {
   try {
-    state.config = await api("/demo/config");
+    state.config = await api("/billing/config");
   } catch {
-    state.config = { demo_mode: false, publishable_key: null };
+    state.config = { demo_mode: false, publishable_key: null, stripe_js_url: null };
   }
   if (!state.config.demo_mode && !state.token) {
     $("signin").querySelector(".hint").textContent = "Sign-in is provided by your application; demo sign-in is off.";
   }
   show();
+  const returned = returnedPayment();
+  if (returned && state.token) {
+    if (returned.status === "failed") setStatus("The payment did not go through.", "bad");
+    else await creditPayment(returned.id, returned.status).catch((err) => setStatus(err.message, "bad"));
+  }
 })();

@@ -1,11 +1,13 @@
 // `npm run race -- --n 200`: against the running service (npm start), makes a fresh paid top-up
 // and fires N concurrent confirms of it, then prints the answers by status, how many balance
 // transactions Stripe holds for that PaymentIntent (it must be 1) and the elapsed time.
-// Uses only the service's routes (the demo sign-in and test-card payment need DEMO_MODE=true).
+// Uses the service's routes (the demo sign-in needs DEMO_MODE=true) and pays as the page does,
+// through Stripe's API with .dev.vars's publishable key and the top-up's client secret.
 //   --n N        concurrent confirms (default 200)
 //   --url URL    the service (default http://127.0.0.1:8787)
 
 import { parseArgs } from "node:util";
+import { loadDevVars } from "./dev-vars.js";
 
 const { values } = parseArgs({ options: { n: { type: "string", default: "200" }, url: { type: "string", default: "http://127.0.0.1:8787" } } });
 const n = Number(values.n);
@@ -27,12 +29,18 @@ async function api<T>(path: string, init: RequestInit & { token?: string } = {})
 
 const account = `race-${Date.now().toString(36)}`;
 const { token } = await api<{ token: string }>("/demo/sign_in", { method: "POST", body: JSON.stringify({ account_id: account }) });
-const topUp = await api<{ payment_intent_id: string; amount: number }>("/billing/top_ups", {
+const topUp = await api<{ payment_intent_id: string; client_secret: string; amount: number }>("/billing/top_ups", {
   method: "POST",
   token,
   body: JSON.stringify({ amount: 1000, currency: "usd" }),
 });
-await api("/demo/pay", { method: "POST", token, body: JSON.stringify({ payment_intent_id: topUp.payment_intent_id }) });
+const { STRIPE_API_BASE: stripeApi = "https://api.stripe.com", STRIPE_PUBLISHABLE_KEY: publishableKey = "" } = loadDevVars();
+const paid = await fetch(`${stripeApi}/v1/payment_intents/${topUp.payment_intent_id}/confirm`, {
+  method: "POST",
+  headers: { authorization: `Bearer ${publishableKey}`, "content-type": "application/x-www-form-urlencoded" },
+  body: new URLSearchParams({ client_secret: topUp.client_secret, payment_method: "pm_card_visa" }),
+});
+if (!paid.ok) throw new Error(`paying ${topUp.payment_intent_id}: ${paid.status} ${await paid.text()}`);
 console.log(`PaymentIntent ${topUp.payment_intent_id} (${topUp.amount} usd, paid) for account ${account}; ${n} concurrent confirms…`);
 
 const started = performance.now();

@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
 import { createInterface } from "node:readline";
-import { startEmulator, type RunningEmulator } from "../test/emulator/server.js";
+import { startEmulator, STRIPE_JS_PATH, type RunningEmulator } from "../test/emulator/server.js";
 import { projectRoot } from "./dev-vars.js";
 
 export interface StackOptions {
@@ -13,7 +13,11 @@ export interface StackOptions {
   /** 0: no emulator (the Worker talks to whatever STRIPE_API_BASE says). */
   emulatorPort: number | null;
   latencyMs?: number;
-  /** Passed to `wrangler dev` as `--var NAME:value`, over .dev.vars. */
+  /**
+   * Passed to `wrangler dev` as `--var NAME:value`, over .dev.vars. With the emulator running,
+   * STRIPE_JS_URL defaults to its Stripe.js stand-in: Stripe's own Stripe.js cannot pay a
+   * PaymentIntent that only the emulator knows.
+   */
   vars?: Record<string, string>;
   /** Where wrangler keeps local object state (default .wrangler/state). */
   persistTo?: string;
@@ -55,7 +59,8 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
           webhookSecret: options.webhookSecret,
           log: (line) => log(`[stripe] ${line}`),
         });
-  const vars = Object.entries(options.vars ?? {}).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
+  const standIn = emulator ? { STRIPE_JS_URL: `${emulator.url}${STRIPE_JS_PATH}` } : {};
+  const vars = Object.entries({ ...standIn, ...options.vars }).flatMap(([k, v]) => ["--var", `${k}:${v}`]);
   const args = [
     `${projectRoot}node_modules/wrangler/bin/wrangler.js`,
     "dev",

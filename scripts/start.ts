@@ -15,6 +15,11 @@ const usesEmulator = (vars.STRIPE_API_BASE ?? "").startsWith(`http://127.0.0.1:$
 console.log(
   usesEmulator ? `Starting the Stripe emulator on 127.0.0.1:${EMULATOR_PORT} and the Worker…` : `Starting the Worker against ${vars.STRIPE_API_BASE}…`,
 );
+// The page pays through Stripe.js: say so now if it cannot, rather than when someone presses Pay.
+if (!vars.STRIPE_PUBLISHABLE_KEY) console.warn("STRIPE_PUBLISHABLE_KEY is not set in .dev.vars: the page cannot take payments.");
+if (!usesEmulator && (vars.STRIPE_JS_URL ?? "").startsWith(`http://127.0.0.1:${EMULATOR_PORT}`)) {
+  console.warn("STRIPE_JS_URL in .dev.vars is the emulator's Stripe.js stand-in, but the emulator is not started: delete it to load Stripe's own.");
+}
 const stack = await startStack({
   workerPort: WORKER_PORT,
   emulatorPort: usesEmulator ? EMULATOR_PORT : null,

@@ -12,26 +12,29 @@ import type { AppEnv } from "./http.js";
 import { logEvent } from "./log.js";
 import { accounts } from "./routes/accounts.js";
 import { billing } from "./routes/billing.js";
+import { config } from "./routes/config.js";
 import { demo } from "./routes/demo.js";
 import { operator } from "./routes/operator.js";
 import { webhook } from "./routes/webhook.js";
 import { ErrorAnswer } from "./routes/schemas.js";
 import { validationHook } from "./routes/validation.js";
+import { pageDocument, securityHeaders } from "./security.js";
+import { isSettingsError, settings } from "./settings.js";
 
-/** Origins from ALLOWED_ORIGINS (comma-separated). */
-export function allowedOrigins(env: Env): string[] {
-  return (env.ALLOWED_ORIGINS ?? "")
-    .split(",")
-    .map((o) => o.trim())
-    .filter((o) => o !== "");
-}
-
-/** Renders any error as the contract's JSON error; unknown errors become an opaque 500. */
+/**
+ * Renders any error as the contract's JSON error; unknown errors become an opaque 500. A setting
+ * that does not parse (here or inside an object) is a 500 of its own: the caller can do nothing
+ * about it, and the log line names the setting for the operator.
+ */
 function errorBoundary(
   err: Error,
   c: { json: (body: unknown, status: number, headers?: Record<string, string>) => Response; req: { path: string } },
 ): Response {
   if (err instanceof ApiError) return c.json(err.body(), err.status, err.headers);
+  if (isSettingsError(err)) {
+    logEvent("settings_invalid", { level: "error", path: c.req.path, error: err.message });
+    return c.json(new ApiError(500, "misconfigured", "The service is misconfigured; its operator has been told.").body(), 500);
+  }
   if (err instanceof HTTPException) {
     // Hono's own 4xx. Its validator's only 400 is a body that does not parse as JSON; any other
     // 400 is not said to be about the body, so a caller is not sent looking in the wrong place.
@@ -123,7 +126,7 @@ function methodGuard(app: OpenAPIHono<AppEnv>) {
   let table: MethodTable | null = null;
   return createMiddleware<AppEnv>(async (c, next) => {
     // The demo routes answer 404 when DEMO_MODE is off, as if they did not exist: keep it so.
-    if (c.req.path.startsWith("/demo/") && c.env.DEMO_MODE !== "true") return next();
+    if (c.req.path.startsWith("/demo/") && !settings(c.env).demoMode) return next();
     table ??= methodTable(app);
     const [matches] = table.router.match(c.req.method, c.req.path);
     const allowed = new Set<string>();
@@ -138,10 +141,11 @@ function methodGuard(app: OpenAPIHono<AppEnv>) {
 export function buildApp(): OpenAPIHono<AppEnv> {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
 
+  app.use(securityHeaders, pageDocument);
   app.use(
     `${BROWSER_PREFIX}/*`,
     cors({
-      origin: (origin, c) => (allowedOrigins(c.env as Env).includes(origin) ? origin : null),
+      origin: (origin, c) => (settings(c.env as Env).allowedOrigins.includes(origin) ? origin : null),
       allowMethods: ["GET", "POST", "OPTIONS"],
       allowHeaders: ["Authorization", "Content-Type", "Idempotency-Key"],
       exposeHeaders: ["Retry-After"],
@@ -152,6 +156,7 @@ export function buildApp(): OpenAPIHono<AppEnv> {
 
   app.get("/healthz", (c) => c.json({ ok: true }));
   app.route("/billing", billing);
+  app.route("/billing", config);
   // The seller's server-to-server API: a service token, no CORS.
   app.route("/v1/accounts", accounts);
   describeUndocumentedRoutes(app);

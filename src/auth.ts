@@ -12,6 +12,7 @@ import type { Env } from "./env.js";
 import { ApiError } from "./errors.js";
 import { ACCOUNT_ID } from "./ids.js";
 import { logEvent } from "./log.js";
+import { settings, type Settings } from "./settings.js";
 
 const remoteKeySets = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
 /** The HS256 key, imported once per secret rather than on every request. */
@@ -53,9 +54,12 @@ export function bearerToken(authorization: string | undefined, realm = "billing"
 /** Verifies the request's bearer token and returns the account id; throws a 401 ApiError otherwise. */
 export async function authenticate(authorization: string | undefined, env: Env): Promise<string> {
   const token = bearerToken(authorization, "billing", COMPACT_JWT);
+  // Outside the try: a setting that does not parse is the operator's to fix (a 500 that says
+  // so), not the caller's 401.
+  const { auth } = settings(env);
   let payload: JWTPayload;
   try {
-    payload = await verify(token, env);
+    payload = await verify(token, auth);
   } catch (err) {
     // A configuration mistake must be visible to operators, though callers only see a 401.
     if (!(err instanceof errors.JOSEError)) logEvent("auth_misconfigured", { error: String(err) });
@@ -72,42 +76,35 @@ function tokenRefusal(err: unknown): string {
   return "The token is invalid.";
 }
 
-async function verify(token: string, env: Env): Promise<JWTPayload> {
+async function verify(token: string, auth: Settings["auth"]): Promise<JWTPayload> {
   const common: JWTVerifyOptions = { requiredClaims: ["sub", "exp"], clockTolerance: 5 };
-  if (env.AUTH_JWKS_URL) {
-    if (!env.AUTH_ISSUER || !env.AUTH_AUDIENCE) throw new Error("AUTH_JWKS_URL needs AUTH_ISSUER and AUTH_AUDIENCE");
-    let keys = remoteKeySets.get(env.AUTH_JWKS_URL);
+  if (auth.jwksUrl !== null) {
+    // The schema refuses a JWKS URL without both; checked again so that a gap there fails closed.
+    if (auth.issuer === null || auth.audience === null) throw new Error("AUTH_JWKS_URL needs AUTH_ISSUER and AUTH_AUDIENCE");
+    let keys = remoteKeySets.get(auth.jwksUrl);
     if (!keys) {
-      keys = createRemoteJWKSet(new URL(env.AUTH_JWKS_URL));
-      remoteKeySets.set(env.AUTH_JWKS_URL, keys);
+      keys = createRemoteJWKSet(new URL(auth.jwksUrl));
+      remoteKeySets.set(auth.jwksUrl, keys);
     }
     const { payload } = await jwtVerify(token, keys, {
       ...common,
       algorithms: ["RS256", "ES256", "EdDSA"],
-      issuer: env.AUTH_ISSUER,
-      audience: env.AUTH_AUDIENCE,
+      issuer: auth.issuer,
+      audience: auth.audience,
     });
     return payload;
   }
-  if (!env.AUTH_JWT_SECRET || env.AUTH_JWT_SECRET.length < 32) throw new Error("AUTH_JWT_SECRET is missing or shorter than 32 characters");
-  const { payload } = await jwtVerify(token, await hmacKey(env.AUTH_JWT_SECRET), {
+  if (auth.jwtSecret === null || auth.jwtSecret.length < 32) throw new Error("AUTH_JWT_SECRET is missing or shorter than 32 characters");
+  const { payload } = await jwtVerify(token, await hmacKey(auth.jwtSecret), {
     ...common,
     algorithms: ["HS256"],
-    ...(env.AUTH_ISSUER ? { issuer: env.AUTH_ISSUER } : {}),
-    ...(env.AUTH_AUDIENCE ? { audience: env.AUTH_AUDIENCE } : {}),
+    ...(auth.issuer !== null ? { issuer: auth.issuer } : {}),
+    ...(auth.audience !== null ? { audience: auth.audience } : {}),
   });
   return payload;
 }
 
-/** The configured service tokens: SERVICE_TOKEN split on commas, blanks dropped. */
-export function serviceTokens(setting: string | undefined): string[] {
-  return (setting ?? "")
-    .split(",")
-    .map((t) => t.trim())
-    .filter((t) => t !== "");
-}
-
-/** SHA-256 digests of the configured service tokens, computed once per setting. */
+/** SHA-256 digests of the configured service tokens, computed once per set of tokens. */
 const serviceDigests = new Map<string, Promise<ArrayBuffer[]>>();
 let serviceTokenWarned = false;
 
@@ -115,11 +112,13 @@ function sha256(value: string): Promise<ArrayBuffer> {
   return crypto.subtle.digest("SHA-256", new TextEncoder().encode(value));
 }
 
-function serviceTokenDigests(setting: string, tokens: string[]): Promise<ArrayBuffer[]> {
-  let digests = serviceDigests.get(setting);
+function serviceTokenDigests(tokens: string[]): Promise<ArrayBuffer[]> {
+  // Tokens hold no comma (the setting is split on commas), so joining them names the set.
+  const name = tokens.join(",");
+  let digests = serviceDigests.get(name);
   if (!digests) {
     digests = Promise.all(tokens.map(sha256));
-    serviceDigests.set(setting, digests);
+    serviceDigests.set(name, digests);
   }
   return digests;
 }
@@ -131,8 +130,7 @@ function serviceTokenDigests(setting: string, tokens: string[]): Promise<ArrayBu
  * nor which token matched shows in the timing. No token configured: every request is refused.
  */
 export async function authenticateService(authorization: string | undefined, env: Env): Promise<void> {
-  const setting = env.SERVICE_TOKEN ?? "";
-  const tokens = serviceTokens(setting);
+  const tokens = settings(env).auth.serviceTokens;
   if (tokens.length === 0) {
     if (!serviceTokenWarned) {
       serviceTokenWarned = true;
@@ -141,7 +139,7 @@ export async function authenticateService(authorization: string | undefined, env
     throw unauthenticated("The seller API is not configured on this service.", "accounts");
   }
   const token = bearerToken(authorization, "accounts");
-  const [presented, expected] = await Promise.all([sha256(token), serviceTokenDigests(setting, tokens)]);
+  const [presented, expected] = await Promise.all([sha256(token), serviceTokenDigests(tokens)]);
   let match = false;
   for (const digest of expected) {
     const equal = crypto.subtle.timingSafeEqual(presented, digest);

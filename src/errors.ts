@@ -26,6 +26,7 @@ export type ErrorCode =
   | "rate_limited"
   | "stripe_unavailable"
   | "service_token_missing"
+  | "misconfigured"
   | "internal_error";
 
 /** An error answer: status, stable code, a message for humans, optional extra fields. */

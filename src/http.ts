@@ -57,7 +57,7 @@ export function jsonBody(maxBytes: number) {
 }
 
 /** The longest Idempotency-Key accepted (Stripe's own limit). */
-export const IDEMPOTENCY_KEY_MAX = 255;
+const IDEMPOTENCY_KEY_MAX = 255;
 
 /**
  * Requires an `Idempotency-Key` header of 1..255 printable ASCII characters; sets `idempotencyKey`.
@@ -89,8 +89,9 @@ export function parsedJsonBody(maxBytes: number, options: { optional?: boolean }
     const isJson = mediaType(c.req.header("content-type")) === "application/json";
     if (!isJson && !options.optional) throw unsupported();
     return limit(c, async () => {
-      // Read from a copy: the route's validator reads the request's own body after this.
-      const text = c.req.raw.body === null ? "" : await c.req.raw.clone().text();
+      // Read from a copy: the route's validator reads the request's own body after this. Read as
+      // bytes: .text() on a body whose Content-Type is not text (a form) makes workerd warn.
+      const text = c.req.raw.body === null ? "" : new TextDecoder().decode(await c.req.raw.clone().arrayBuffer());
       if (text === "" && options.optional) {
         c.set("rawBody", {});
         // The validator reads `{}` as JSON too: the request is replaced (as bodyLimit does), not changed.

@@ -2,11 +2,11 @@
 // odd account ids, payments that are not top-ups, floods on one PaymentIntent with a slow
 // Stripe, crashes at the awaits around a refused credit and an operator's retry, a Stripe that
 // fails on every retry and then recovers, reversals in odd orders, and bad input on every route.
-// Each test asserts the README's invariants (I1–I5) or the HTTP contract of DESIGN.md.
+// Each test asserts the README's invariants (I1–I5) or its HTTP contract (the README's HTTP API).
 
 import { abortAllDurableObjects, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import type { PaymentIntentObject } from "../src/objects/payment-intent.js";
+import type { PaymentIntentObject } from "../src/objects/payment-intent/object.js";
 import { TEST_BINDINGS } from "./bindings.js";
 import { signatureHeader } from "./emulator/webhooks.js";
 import {

@@ -79,9 +79,9 @@ describe("tokens from an identity provider (JWKS)", () => {
     expect(await probe(await tokenFor("acct_idp_user"))).toBe(401);
   });
 
-  it("fails closed when JWKS is configured without issuer and audience", async () => {
+  it("fails closed when JWKS is configured without issuer and audience: no token passes, the service answers misconfigured", async () => {
     serveJwks();
-    expect(await probe(await idpToken(), { ...env, AUTH_JWKS_URL: JWKS_URL })).toBe(401);
+    expect(await probe(await idpToken(), { ...env, AUTH_JWKS_URL: JWKS_URL })).toBe(500);
   });
 
   it("fails closed when the HS256 secret is missing", async () => {

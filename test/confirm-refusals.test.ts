@@ -22,7 +22,7 @@ interface ErrorBody {
 }
 
 async function storedRecord(paymentIntentId: string) {
-  return (await env.PAYMENT_INTENTS.get(env.PAYMENT_INTENTS.idFromName(paymentIntentId)).inspect()).record;
+  return (await env.PAYMENT_INTENTS.getByName(paymentIntentId).inspect()).record;
 }
 
 async function expectError(res: Response, status: number, code: string): Promise<ErrorBody> {

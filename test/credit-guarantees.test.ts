@@ -7,7 +7,8 @@
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import type { Inspection, PaymentIntentObject } from "../src/objects/payment-intent.js";
+import type { Inspection } from "../src/credit/contract.js";
+import type { PaymentIntentObject } from "../src/objects/payment-intent/object.js";
 import { TEST_BINDINGS } from "./bindings.js";
 import {
   addFault,

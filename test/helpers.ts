@@ -8,7 +8,7 @@ import { env, exports } from "cloudflare:workers";
 import { SignJWT } from "jose";
 import { expect } from "vitest";
 import { TOP_UP_MARKER } from "../src/credit/top-up.js";
-import type { Inspection } from "../src/objects/payment-intent.js";
+import type { Inspection } from "../src/credit/contract.js";
 import { TEST_BINDINGS } from "./bindings.js";
 
 export const ORIGIN = "https://billing.test";
@@ -194,7 +194,7 @@ export async function answerOf(res: Response): Promise<Answer> {
 
 /** The PaymentIntent object of `paymentIntentId`. */
 export function piObject(paymentIntentId: string) {
-  return env.PAYMENT_INTENTS.get(env.PAYMENT_INTENTS.idFromName(paymentIntentId));
+  return env.PAYMENT_INTENTS.getByName(paymentIntentId);
 }
 
 /**

@@ -1,10 +1,11 @@
 // The operator view: credits waiting for a retry or stuck, with their last error and next
 // retry time, and "retry now". Only with the service token; never open to a browser.
 
-import { createExecutionContext } from "cloudflare:test";
+import { createExecutionContext, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { buildApp } from "../src/app.js";
+import { registryObject } from "../src/objects/stubs.js";
 import { TEST_BINDINGS } from "./bindings.js";
 import {
   addFault,
@@ -35,7 +36,7 @@ interface Listed {
   adjustments: { operation: string; state: string; direction: string; amount: number; last_error: string | null }[];
 }
 
-/** Every entry GET /operator/credits shows, page by page (each page also prunes what is done). */
+/** Every entry GET /operator/credits shows, page by page. */
 async function listed(): Promise<Listed[]> {
   const all: Listed[] = [];
   let after: string | null = null;
@@ -137,6 +138,37 @@ describe("operator routes", () => {
     await waitForObject(pi.id, settledCredit);
     expect((await ledgerFor(customerId, pi.id)).map((tx) => tx.amount).sort((a, b) => a - b)).toEqual([-1500, 500]);
     expect((await listed()).map((e) => e.payment_intent_id)).not.toContain(pi.id);
+  });
+
+  it("only read: listing twice gives the same answer and changes neither the PI object nor the registry", async () => {
+    const { customer, pi, token } = await paidTopUp(1600);
+    // Stripe refuses the credit: the PI needs an operator, and nothing runs on its own meanwhile.
+    const refuse = await addFault({
+      kind: "error_400",
+      method: "POST",
+      path: `/v1/customers/${customer.id}/balance_transactions`,
+      key: `credit-tx:${pi.id}*`,
+      times: 1,
+    });
+    expect((await confirm(token, pi.id)).status).toBe(409);
+    await removeFault(refuse);
+    await waitForObject(pi.id, (i) => i.record?.mark_state === "withdrawn");
+    const registryRow = () =>
+      runInDurableObject(registryObject(env), async (_instance, state) =>
+        state.storage.sql.exec("SELECT * FROM attention WHERE payment_intent_id = ?", pi.id).toArray(),
+      );
+    // A listing brings a registry entry the object reported earlier in step with it (the mark's
+    // withdrawal came after the report); from then on, listing changes nothing.
+    await listed();
+    const before = { object: await piObject(pi.id).inspect(), row: await registryRow() };
+    expect(before.row).toHaveLength(1);
+
+    const first = (await listed()).find((e) => e.payment_intent_id === pi.id);
+    const second = (await listed()).find((e) => e.payment_intent_id === pi.id);
+    expect(first).toMatchObject({ state: "needs_attention", adjustments: [] });
+    expect(second).toEqual(first);
+    expect(await piObject(pi.id).inspect()).toEqual(before.object);
+    expect(await registryRow()).toEqual(before.row);
   });
 
   it("are disabled (403) when no operator token is configured", async () => {

@@ -4,8 +4,10 @@
 // its owner, and a webhook for one is acknowledged and remembered. The legacy setting admits
 // the older server's top-ups by their metadata and creation date, and nothing else.
 
-import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import { describe, expect, it } from "vitest";
+import { createExecutionContext, runDurableObjectAlarm, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it, vi } from "vitest";
+import { buildApp } from "../src/app.js";
 import type { Env } from "../src/env.js";
 import {
   confirm,
@@ -174,12 +176,31 @@ describe("LEGACY_TOPUP_METADATA and LEGACY_TOPUP_CREATED_BEFORE", () => {
     await expectNothingCredited(other.id, customer.id);
   });
 
-  it("a malformed setting admits nothing", async () => {
+  it("a malformed setting stops the service (500 misconfigured, naming it) and admits nothing", async () => {
     const { accountId, customer, token } = await account();
     const pi = await createPaymentIntent({ customer: customer.id, amount: 2500, metadata: legacyMetadata(accountId) });
     // Milliseconds where seconds are expected: read literally, it would admit everything for ages.
-    await withSettings(pi.id, { LEGACY_TOPUP_METADATA: "source=old-server", LEGACY_TOPUP_CREATED_BEFORE: String(Date.now() + 3_600_000) });
-    await expectRefused(await confirm(token, pi.id), "not_a_top_up");
+    const misconfigured = { ...env, LEGACY_TOPUP_METADATA: "source=old-server", LEGACY_TOPUP_CREATED_BEFORE: String(Date.now() + 3_600_000) };
+    const logged = vi.spyOn(console, "log");
+    try {
+      const ctx = createExecutionContext();
+      const res = await buildApp().fetch(
+        new Request("https://billing.test/billing/confirm_payment", {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+          body: JSON.stringify({ payment_intent_id: pi.id }),
+        }),
+        misconfigured,
+        ctx,
+      );
+      await waitOnExecutionContext(ctx);
+      expect(res.status).toBe(500);
+      expect((await json<ErrorBody>(res)).error.code).toBe("misconfigured");
+      const lines = logged.mock.calls.map(([line]) => String(line)).filter((line) => line.includes('"settings_invalid"'));
+      expect(lines.some((line) => line.includes("LEGACY_TOPUP_CREATED_BEFORE"))).toBe(true);
+    } finally {
+      logged.mockRestore();
+    }
     await expectNothingCredited(pi.id, customer.id);
   });
 });

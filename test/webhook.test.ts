@@ -168,6 +168,24 @@ describe("webhook signatures", () => {
     await waitForObject(pi.id, settledCredit);
   });
 
+  it("with no webhook secret configured: 503 with Retry-After (Stripe redelivers later) and nothing recorded", async () => {
+    const { pi, payload } = await setup();
+    const res = await buildApp().fetch(
+      new Request("https://billing.test/stripe/webhook", {
+        method: "POST",
+        headers: { "stripe-signature": await signatureHeader(payload, secret) },
+        body: payload,
+      }),
+      { ...env, STRIPE_WEBHOOK_SECRET: "" },
+      createExecutionContext(),
+    );
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBe("60");
+    expect((await json<{ error: { code: string } }>(res)).error.code).toBe("stripe_unavailable");
+    expect((await piObject(pi.id).inspect()).record).toBeNull();
+    expect(await runDurableObjectAlarm(piObject(pi.id))).toBe(false);
+  });
+
   it("accepts a header carrying several v1 signatures when one matches", async () => {
     const { pi, payload } = await setup();
     const good = await signatureHeader(payload, secret);

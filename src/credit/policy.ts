@@ -1,9 +1,9 @@
 // Whether a PaymentIntent, as Stripe returned it, may be credited for a caller: pure, so that
-// the refusal rules can be read and tested on their own. Order matters (DESIGN.md): first who
+// the refusal rules can be read and tested on their own. Order matters: first who
 // owns it (a stranger learns nothing else), then its status, then whether it is creditable.
 
-import { topUpLimits, type Env } from "../env.js";
-import { hasTopUpMarker, isLegacyTopUp, legacyTopUps, type LegacyTopUps } from "./top-up.js";
+import type { Settings } from "../settings.js";
+import { hasTopUpMarker, isLegacyTopUp, type LegacyTopUps } from "./top-up.js";
 
 /** The fields of a Stripe PaymentIntent that decide a credit. */
 export interface PaymentIntentFacts {
@@ -37,9 +37,9 @@ export type Assessment =
   | { ok: false; refusal: "not_succeeded"; status: string; customer: string | null }
   | { ok: false; refusal: "not_creditable"; reason: NotCreditableReason; customer: string | null };
 
-/** The rules from configuration; `liveKey` is the Stripe key's mode (`isLiveKey`). */
-export function creditRules(env: Env, liveKey: boolean): CreditRules {
-  return { liveKey, currencies: topUpLimits(env).currencies, legacy: legacyTopUps(env) };
+/** The rules from the settings: the Stripe key's mode, the accepted currencies, the legacy top-ups. */
+export function creditRules(s: Settings): CreditRules {
+  return { liveKey: s.stripe.liveKey, currencies: s.topUps.currencies, legacy: s.topUps.legacy };
 }
 
 /** The PI's customer id, whether Stripe sent an id or an expanded object. */

@@ -3,7 +3,6 @@
 // of the same customer (a subscription, an invoice, another product) must never become credit.
 
 import { z } from "zod";
-import { logEvent } from "../log.js";
 
 /**
  * The metadata marker `createTopUp` puts on every top-up it makes. `account_id` alone is not
@@ -60,7 +59,7 @@ const LegacyCutoff = z.union([
   z.iso.datetime({ offset: true }).transform((s) => Date.parse(s) / 1000),
 ]);
 
-/** The two settings (src/env.ts), named here so that Node tools can import this module without Worker types. */
+/** The two settings (src/settings.ts), named here so that Node tools can import this module without Worker types. */
 export interface LegacySettings {
   LEGACY_TOPUP_METADATA?: string | undefined;
   LEGACY_TOPUP_CREATED_BEFORE?: string | undefined;
@@ -71,7 +70,8 @@ export type LegacyParse = { ok: true; legacy: LegacyTopUps | null } | { ok: fals
 /**
  * The legacy setting: off (null) when neither `LEGACY_TOPUP_METADATA` nor
  * `LEGACY_TOPUP_CREATED_BEFORE` is set; an error when only one is set or either is malformed,
- * so that a typo is reported rather than read as "admit".
+ * so that a typo is reported rather than read as "admit". The settings schema (src/settings.ts)
+ * turns the error into a SettingsError like any other bad setting.
  */
 export function parseLegacyTopUps(env: LegacySettings): LegacyParse {
   const metadata = env.LEGACY_TOPUP_METADATA?.trim() ?? "";
@@ -83,16 +83,4 @@ export function parseLegacyTopUps(env: LegacySettings): LegacyParse {
   const before = LegacyCutoff.safeParse(cutoff);
   if (!before.success) return { ok: false, error: "LEGACY_TOPUP_CREATED_BEFORE must be unix seconds or an ISO date (2024-06-01, or 2024-06-01T12:00:00Z)" };
   return { ok: true, legacy: { key: pair.data.key, value: pair.data.value, createdBefore: before.data } };
-}
-
-/**
- * The legacy setting, or null when it is off or malformed. A malformed setting admits nothing:
- * it is logged as an error every time it is read, so that the operator sees why legacy
- * top-ups are refused, and the service keeps crediting its own top-ups meanwhile.
- */
-export function legacyTopUps(env: LegacySettings): LegacyTopUps | null {
-  const parsed = parseLegacyTopUps(env);
-  if (parsed.ok) return parsed.legacy;
-  logEvent("legacy_topup_setting_invalid", { level: "error", error: parsed.error });
-  return null;
 }

@@ -3,7 +3,7 @@
 // transaction, so reporting one twice is harmless: the wallet applies each once. Pure, so the
 // rule can be read and tested on its own.
 
-import type { AdjustmentRecord, CreditRecord } from "../objects/credit-store.js";
+import type { AdjustmentRecord, CreditRecord } from "./contract.js";
 import { adjustmentParams, creditParams } from "../stripe/keys.js";
 import type { StripeEntryReport } from "../wallet/contract.js";
 

@@ -12,35 +12,13 @@
 //   balance_at are no longer written: the wallet keeps the account's figures.)
 
 import { DurableObject } from "cloudflare:workers";
-import type Stripe from "stripe";
-import { defaultCurrency, type Env } from "../env.js";
+import type { Env } from "../env.js";
 import { logEvent } from "../log.js";
-import { createStripe } from "../stripe/client.js";
-import { customerOwner } from "../stripe/customers.js";
-import { classifyStripeError } from "../stripe/errors.js";
-import { topUpKey } from "../stripe/keys.js";
-import { TOP_UP_MARKER } from "../credit/top-up.js";
+import { settings } from "../settings.js";
+import { StripeGateway } from "../stripe/gateway.js";
 import type { BalanceOutcome, LinesPage, ReportOutcome, SpendOutcome, SpendRequest, StripeEntryReport } from "../wallet/contract.js";
-import type { BatchRow, WalletRow } from "../wallet/schema.js";
 import { Wallet } from "../wallet/wallet.js";
-
-export type CustomerLookup =
-  { ok: true; customerId: string } | { ok: false; reason: "no_customer" } | { ok: false; reason: "unavailable"; retryAfterSeconds: number };
-
-export type TopUpResult =
-  | { ok: true; paymentIntentId: string; clientSecret: string; amount: number; currency: string }
-  | { ok: false; reason: "idempotency_conflict" }
-  | { ok: false; reason: "refused"; message: string }
-  | { ok: false; reason: "currency_mismatch"; currency: string }
-  | { ok: false; reason: "unavailable"; retryAfterSeconds: number };
-
-/** The wallet as stored, for tests and operators. */
-export interface WalletInspection {
-  wallet: WalletRow | null;
-  sums: { total: number; held: number };
-  batches: BatchRow[];
-  owed: number;
-}
+import type { CustomerLookup, TopUpResult, WalletInspection } from "./contract.js";
 
 const SCHEMA = `CREATE TABLE IF NOT EXISTS account (
   account_id TEXT PRIMARY KEY,
@@ -61,14 +39,9 @@ const RETRY_AFTER_SECONDS = 2;
 /** How long "this account has no customer" is answered from memory. */
 const NO_CUSTOMER_MEMORY_MS = 60_000;
 
-/** Quotes a value for Stripe's search language: backslash-escape `\` and `'`. */
-export function searchLiteral(value: string): string {
-  return `'${value.replace(/[\\']/g, (c) => `\\${c}`)}'`;
-}
-
 /** The per-account Durable Object; its public methods are the RPC surface. */
 export class AccountObject extends DurableObject<Env> {
-  #stripe: Stripe | null = null;
+  #stripe: StripeGateway | null = null;
   #lookup: Promise<CustomerLookup> | null = null;
   #creation: Promise<CustomerLookup> | null = null;
   /** An account with no customer, remembered briefly in memory so its requests do not each cost a search. */
@@ -80,31 +53,34 @@ export class AccountObject extends DurableObject<Env> {
     this.#wallet = new Wallet({
       storage: ctx.storage,
       env,
-      stripe: () => this.#client,
+      stripe: () => this.#gateway,
       customer: (accountId) => this.customerFor(accountId),
       adoptCustomer: (accountId, customerId) => this.#remember(accountId, customerId),
-      ownerOf: (customerId) => customerOwner(this.#client, customerId),
       log: logEvent,
     });
   }
 
-  get #client(): Stripe {
-    this.#stripe ??= createStripe(this.env, "credit");
+  get #gateway(): StripeGateway {
+    this.#stripe ??= new StripeGateway(this.env, { priority: "credit" });
     return this.#stripe;
   }
 
-  /**
-   * The account's Stripe customer, from storage or, the first time, from Stripe's search.
-   * `storageOnly`: answer without Stripe (for a caller over its request limit).
-   */
-  async customerFor(accountId: string, storageOnly = false): Promise<CustomerLookup> {
-    const known = this.#row(accountId);
-    if (known) return { ok: true, customerId: known.customer_id };
-    if (storageOnly || Date.now() < this.#noCustomerUntil) return { ok: false, reason: "no_customer" };
+  /** The account's Stripe customer, from storage or, the first time, from Stripe's search. */
+  async customerFor(accountId: string): Promise<CustomerLookup> {
+    const known = this.#stored(accountId);
+    if (known.ok || Date.now() < this.#noCustomerUntil) return known;
     this.#lookup ??= this.#search(accountId).finally(() => {
       this.#lookup = null;
     });
     return this.#lookup;
+  }
+
+  /**
+   * The account's Stripe customer from storage alone: never a Stripe call, so a caller over its
+   * request limit can still be answered what costs nothing.
+   */
+  async knownCustomer(accountId: string): Promise<CustomerLookup> {
+    return this.#stored(accountId);
   }
 
   /** The account's customer, created on first use. Concurrent callers share one creation. */
@@ -120,9 +96,8 @@ export class AccountObject extends DurableObject<Env> {
 
   /**
    * A PaymentIntent for a top-up of `amount` `currency`, carrying the top-up marker: only
-   * PaymentIntents with it become credit. With a client Idempotency-Key, the Stripe key is
-   * scoped to the account (`topUpKey`), so a double-clicked "Pay" makes one PaymentIntent and
-   * another account's key can never collide with it.
+   * PaymentIntents with it become credit. With a client Idempotency-Key, a double-clicked "Pay"
+   * makes one PaymentIntent (the gateway scopes the key to the account).
    */
   async createTopUp(accountId: string, amount: number, currency: string, clientKey: string | null): Promise<TopUpResult> {
     const customer = await this.ensureCustomer(accountId);
@@ -132,26 +107,16 @@ export class AccountObject extends DurableObject<Env> {
     if (opened.kind === "unavailable") return { ok: false, reason: "unavailable", retryAfterSeconds: opened.retryAfterSeconds };
     const walletCurrency = this.#wallet.ledger.row()?.currency ?? null;
     if (walletCurrency !== null && walletCurrency !== currency) return { ok: false, reason: "currency_mismatch", currency: walletCurrency };
-    try {
-      const pi = await this.#client.paymentIntents.create(
-        {
-          amount,
-          currency,
-          customer: customer.customerId,
-          automatic_payment_methods: { enabled: true },
-          description: "Prepaid credit top-up",
-          metadata: { account_id: accountId, ...TOP_UP_MARKER },
-        },
-        clientKey ? { idempotencyKey: await topUpKey(accountId, clientKey) } : {},
-      );
+    const created = await this.#gateway.paymentIntents.createTopUp({ accountId, customerId: customer.customerId, amount, currency, clientKey });
+    if (created.ok) {
+      const pi = created.value;
       return { ok: true, paymentIntentId: pi.id, clientSecret: pi.client_secret ?? "", amount: pi.amount, currency: pi.currency };
-    } catch (err) {
-      const failure = classifyStripeError(err);
-      logEvent("top_up_failed", { account: accountId, error: failure.message });
-      if (failure.rawType === "idempotency_error") return { ok: false, reason: "idempotency_conflict" };
-      if (failure.kind === "permanent") return { ok: false, reason: "refused", message: failure.message };
-      return { ok: false, reason: "unavailable", retryAfterSeconds: RETRY_AFTER_SECONDS };
     }
+    const failure = created.failure;
+    logEvent("top_up_failed", { account: accountId, error: failure.message });
+    if (failure.rawType === "idempotency_error") return { ok: false, reason: "idempotency_conflict" };
+    if (failure.kind === "permanent") return { ok: false, reason: "refused", message: failure.message };
+    return { ok: false, reason: "unavailable", retryAfterSeconds: RETRY_AFTER_SECONDS };
   }
 
   /** A debit, hold, capture or release from the seller's backend, under its Idempotency-Key. */
@@ -161,7 +126,7 @@ export class AccountObject extends DurableObject<Env> {
 
   /** The wallet's figures: available, held, and when Stripe was last brought up to date. */
   async walletBalance(accountId: string): Promise<BalanceOutcome> {
-    return this.#wallet.balance(accountId, defaultCurrency(this.env));
+    return this.#wallet.balance(accountId, settings(this.env).topUps.defaultCurrency);
   }
 
   /** One page of the wallet's ledger, newest first; `cursor` is the last id of the previous page. */
@@ -186,8 +151,8 @@ export class AccountObject extends DurableObject<Env> {
 
   /** Everything the wallet holds, for tests and operators. */
   async inspectWallet(): Promise<WalletInspection> {
-    const ledger = this.#wallet.ledger;
-    return { wallet: ledger.row(), sums: ledger.sums(), batches: ledger.batches(), owed: ledger.owedTotal() };
+    const { ledger, batches } = this.#wallet;
+    return { wallet: ledger.row(), sums: ledger.sums(), batches: batches.all(), owed: batches.owedTotal() };
   }
 
   override async alarm(): Promise<void> {
@@ -213,54 +178,60 @@ export class AccountObject extends DurableObject<Env> {
     return this.#rows().find((r) => r.account_id === accountId) ?? null;
   }
 
+  #stored(accountId: string): CustomerLookup {
+    const known = this.#row(accountId);
+    return known ? { ok: true, customerId: known.customer_id } : { ok: false, reason: "no_customer" };
+  }
+
   #remember(accountId: string, customerId: string): void {
     const now = Date.now();
-    this.ctx.storage.sql.exec(SCHEMA);
-    this.ctx.storage.sql.exec(
-      "INSERT INTO account (account_id, customer_id, created_at, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (account_id) DO NOTHING",
-      accountId,
-      customerId,
-      now,
-      now,
-    );
+    this.ctx.storage.transactionSync(() => {
+      this.ctx.storage.sql.exec(SCHEMA);
+      this.ctx.storage.sql.exec(
+        "INSERT INTO account (account_id, customer_id, created_at, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (account_id) DO NOTHING",
+        accountId,
+        customerId,
+        now,
+        now,
+      );
+    });
   }
 
   async #search(accountId: string): Promise<CustomerLookup> {
-    let found: Stripe.Customer[];
-    try {
-      const result = await this.#client.customers.search({ query: `metadata['account_id']:${searchLiteral(accountId)}`, limit: 10 });
-      found = result.data.filter((c) => c.metadata?.account_id === accountId);
-    } catch (err) {
-      logEvent("customer_lookup_failed", { account: accountId, error: classifyStripeError(err).message });
+    const found = await this.#gateway.customers.searchByAccount(accountId);
+    if (!found.ok) {
+      logEvent("customer_lookup_failed", { account: accountId, error: found.failure.message });
       return { ok: false, reason: "unavailable", retryAfterSeconds: RETRY_AFTER_SECONDS };
     }
     // Not remembered when absent: an account may get its customer later, and a stranger's
     // guesses must not fill storage.
-    if (found.length === 0) {
+    const [oldest] = found.value;
+    if (!oldest) {
       this.#noCustomerUntil = Date.now() + NO_CUSTOMER_MEMORY_MS;
       return { ok: false, reason: "no_customer" };
     }
-    // Two customers for one account should never happen; take the oldest, deterministically.
-    found.sort((a, b) => a.created - b.created || a.id.localeCompare(b.id));
-    if (found.length > 1) logEvent("duplicate_customers", { account: accountId, ids: found.map((c) => c.id) });
-    const customerId = (found[0] as Stripe.Customer).id;
-    this.#remember(accountId, customerId);
-    return { ok: true, customerId };
+    // Two customers for one account should never happen; the oldest counts (the gateway orders them).
+    if (found.value.length > 1) logEvent("duplicate_customers", { account: accountId, ids: found.value.map((c) => c.id) });
+    this.#remember(accountId, oldest.id);
+    return { ok: true, customerId: oldest.id };
   }
 
   async #create(accountId: string): Promise<CustomerLookup> {
-    try {
-      // The key makes a retried creation (after a lost answer, or from a restarted object)
-      // return the same customer for as long as Stripe keeps keys; the durable row covers after.
-      const customer = await this.#client.customers.create({ metadata: { account_id: accountId } }, { idempotencyKey: `customer:${accountId}` });
-      this.#remember(accountId, customer.id);
-      // A customer made just now has no ledger: its wallet opens empty, with no Stripe read.
-      this.#wallet.openNew(accountId, customer.id);
-      logEvent("customer_created", { account: accountId, customer: customer.id });
-      return { ok: true, customerId: customer.id };
-    } catch (err) {
-      logEvent("customer_create_failed", { account: accountId, error: classifyStripeError(err).message });
+    // The key makes a retried creation (after a lost answer, or from a restarted object) return
+    // the same customer for as long as Stripe keeps keys; the durable row covers after.
+    const created = await this.#gateway.customers.createForAccount(accountId);
+    if (!created.ok) {
+      logEvent("customer_create_failed", { account: accountId, error: created.failure.message });
       return { ok: false, reason: "unavailable", retryAfterSeconds: RETRY_AFTER_SECONDS };
     }
+    const customerId = created.value.id;
+    // The pairing and the wallet land together. A customer made just now has no ledger: its
+    // wallet opens empty, with no Stripe read.
+    this.ctx.storage.transactionSync(() => {
+      this.#remember(accountId, customerId);
+      this.#wallet.openNew(accountId, customerId);
+    });
+    logEvent("customer_created", { account: accountId, customer: customerId });
+    return { ok: true, customerId };
   }
 }

@@ -1,6 +1,6 @@
-// Retry spacing for work the PaymentIntent object finishes on its own: exponential from 2 s,
-// capped at 5 minutes, with jitter so that many objects failing together (a Stripe outage) do
-// not all retry in the same second when it ends.
+// Retry spacing for work an object finishes on its own (a PaymentIntent's credit and follow-up,
+// a wallet's sync to Stripe): exponential from 2 s, capped at 5 minutes, with jitter so that many
+// objects failing together (a Stripe outage) do not all retry in the same second when it ends.
 
 const BASE_MS = 2_000;
 const CAP_MS = 5 * 60_000;

@@ -7,19 +7,12 @@
 // second. State is memory only: a restarted governor starts at the configured rate.
 
 import { DurableObject } from "cloudflare:workers";
-import { intSetting, type Env } from "../env.js";
-
-/** Whose call it is: crediting (and creating payments) first, display reads after. */
-export type Priority = "credit" | "display";
-
-export type Permit = { ok: true; waitedMs: number } | { ok: false };
-
-/** The governor's name: there is one. */
-export const GOVERNOR_NAME = "stripe";
+import type { Env } from "../env.js";
+import { settings } from "../settings.js";
+import type { GovernorStatus, Permit, Priority } from "./contract.js";
 
 interface Waiter {
   resolve: (p: Permit) => void;
-  since: number;
   deadline: number;
 }
 
@@ -48,7 +41,8 @@ export class StripeGovernor extends DurableObject<Env> {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.#budget = Math.max(1, intSetting(env.STRIPE_RATE_LIMIT, 20));
+    // 0 turns the governor off in the Stripe client; an object asked anyway grants one a second.
+    this.#budget = Math.max(1, settings(env).stripe.rateLimit);
     this.#rate = this.#budget;
     this.#tokens = BURST;
   }
@@ -61,7 +55,7 @@ export class StripeGovernor extends DurableObject<Env> {
     if (ahead === 0 && this.#tokens >= 1) {
       this.#tokens -= 1;
       this.#granted++;
-      return { ok: true, waitedMs: 0 };
+      return { ok: true };
     }
     if (queued >= MAX_QUEUED) {
       this.#refused++;
@@ -69,7 +63,7 @@ export class StripeGovernor extends DurableObject<Env> {
     }
     const now = Date.now();
     return new Promise<Permit>((resolve) => {
-      this.#queues[priority].push({ resolve, since: now, deadline: now + MAX_WAIT_MS[priority] });
+      this.#queues[priority].push({ resolve, deadline: now + MAX_WAIT_MS[priority] });
       this.#pump();
     });
   }
@@ -83,7 +77,7 @@ export class StripeGovernor extends DurableObject<Env> {
   }
 
   /** For operators and tests. */
-  async status(): Promise<{ budget: number; rate: number; queued: number; granted: number; refused: number }> {
+  async status(): Promise<GovernorStatus> {
     this.#refill();
     return {
       budget: this.#budget,
@@ -122,7 +116,7 @@ export class StripeGovernor extends DurableObject<Env> {
         if (!next) break;
         this.#tokens -= 1;
         this.#granted++;
-        next.resolve({ ok: true, waitedMs: now - next.since });
+        next.resolve({ ok: true });
       }
       if (this.#queues.credit.length + this.#queues.display.length > 0) {
         const wait = Math.max(1, Math.ceil(((1 - this.#tokens) / this.#rate) * 1000));

@@ -6,8 +6,7 @@
 
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../env.js";
-
-export type Take = { ok: true } | { ok: false; retryAfterSeconds: number };
+import type { Take } from "./contract.js";
 
 /** A token bucket per key; its public methods are the RPC surface. */
 export class RequestLimiter extends DurableObject<Env> {

@@ -6,20 +6,21 @@
 // Every POST takes an Idempotency-Key. The account object keeps each answer under its key with
 // a fingerprint of the request (operation, hold id, body as sent); a retry with the same key
 // and body gets the first answer again, whatever it was, through the same mapping
-// (`spendAnswer`), with `Idempotent-Replayed: true`. Refusals made here (400, 401, 404 for a
-// hold id that cannot be one, 413, 415) happen before the object is asked, so none is kept.
+// (`spendAnswer` in spend-answer.ts), with `Idempotent-Replayed: true`. Refusals made here
+// (400, 401, 404 for a hold id that cannot be one, 413, 415) happen before the object is
+// asked, so none is kept.
 
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { ApiError } from "../errors.js";
 import { parsedJsonBody, requireIdempotencyKey, requireService, type AppEnv } from "../http.js";
 import { HOLD_ID } from "../ids.js";
 import { logEvent } from "../log.js";
+import { accountObject } from "../objects/stubs.js";
 import type { BalanceOutcome, SpendOutcome, SpendRequest } from "../wallet/contract.js";
 import { requestFingerprint } from "../wallet/fingerprint.js";
 import { walletPage } from "./billing.js";
-import { accountObject, callObject } from "./objects.js";
+import { callObject } from "./object-calls.js";
 import {
   AccountParams,
   CaptureAnswer,
@@ -38,6 +39,7 @@ import {
   SellerBalanceAnswer,
   SellerIdempotencyKey,
 } from "./schemas.js";
+import { holdNotFound, spendAnswer, walletUnavailable } from "./spend-answer.js";
 import { validationHook } from "./validation.js";
 
 /** A seller's body is a few fields and at most 20 metadata pairs; 8 KiB is room for them. */
@@ -45,71 +47,6 @@ export const SELLER_BODY_MAX_BYTES = 8 * 1024;
 
 /** Answered when the wallet could not answer now (the object failed mid-call): come back. */
 const RETRY_AFTER_FALLBACK_SECONDS = 1;
-
-/** 503 with Retry-After: the wallet could not answer now, and nothing was kept. */
-function walletUnavailable(retryAfterSeconds: number): ApiError {
-  const seconds = String(Math.max(1, Math.ceil(retryAfterSeconds)));
-  return new ApiError(503, "stripe_unavailable", "The wallet could not answer now; try again later.", {}, { "Retry-After": seconds });
-}
-
-/** The HTTP answer to one spending request: status, JSON body, extra headers. */
-export interface SpendAnswer {
-  status: ContentfulStatusCode;
-  body: unknown;
-  headers: Record<string, string>;
-}
-
-/**
- * Maps what the account object answered to a spending request to HTTP. Pure, and the only
- * mapping: a replayed result goes through it exactly as the first answer did, so the replay has
- * the same status and body, plus `Idempotent-Replayed: true`.
- */
-export function spendAnswer(outcome: SpendOutcome): SpendAnswer {
-  if (outcome.kind === "key_reused") {
-    return refusal(new ApiError(409, "idempotency_key_reused", "This Idempotency-Key was used for a different request on this account."));
-  }
-  if (outcome.kind === "unavailable") return refusal(walletUnavailable(outcome.retryAfterSeconds));
-  const headers: Record<string, string> = outcome.replayed ? { "Idempotent-Replayed": "true" } : {};
-  const result = outcome.result;
-  if (result.ok) {
-    switch (result.op) {
-      case "debit":
-        return { status: 201, body: result.debit, headers };
-      case "hold":
-        return { status: 201, body: result.hold, headers };
-      case "capture":
-        return { status: 200, body: { hold_id: result.hold_id, debit: result.debit, released: result.released, balance: result.balance }, headers };
-      case "release":
-        return { status: 200, body: { hold_id: result.hold_id, released: result.released, balance: result.balance }, headers };
-    }
-  }
-  const withHeaders = (answer: SpendAnswer): SpendAnswer => ({ ...answer, headers: { ...answer.headers, ...headers } });
-  switch (result.code) {
-    case "insufficient_credit":
-      return withHeaders(
-        refusal(
-          new ApiError(402, "insufficient_credit", "The account's available credit does not cover this amount.", {
-            available: result.available,
-            currency: result.currency,
-          }),
-        ),
-      );
-    case "currency_mismatch":
-      return withHeaders(refusal(new ApiError(422, "currency_mismatch", `This account's credit is in ${result.currency}.`, { currency: result.currency })));
-    case "hold_not_found":
-      return withHeaders(refusal(holdNotFound()));
-    case "hold_not_active":
-      return withHeaders(refusal(new ApiError(409, "hold_not_active", `The hold is ${result.hold_status}.`, { hold_status: result.hold_status })));
-  }
-}
-
-function refusal(error: ApiError): SpendAnswer {
-  return { status: error.status, body: error.body(), headers: { ...error.headers } };
-}
-
-function holdNotFound(): ApiError {
-  return new ApiError(404, "hold_not_found", "No such hold on this account.");
-}
 
 /** A hold id from the path, or 404 without asking the object: anything else cannot name a hold. */
 function holdParam(value: string): string {

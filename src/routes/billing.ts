@@ -2,15 +2,17 @@
 // their answer to HTTP. All crediting happens in the PaymentIntent object.
 
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import type { ConfirmResult } from "../credit/result.js";
-import { topUpLimits, type Env } from "../env.js";
-import type { CustomerLookup, TopUpResult } from "../objects/account.js";
-import type { BalanceOutcome, LinesPage } from "../wallet/contract.js";
+import type { Caller, ConfirmResult } from "../credit/contract.js";
+import type { Env } from "../env.js";
 import { ApiError } from "../errors.js";
 import { jsonBody, requireAccount, type AppEnv } from "../http.js";
 import { logEvent } from "../log.js";
+import type { CustomerLookup, TopUpResult } from "../objects/contract.js";
+import { accountObject, paymentIntentObject } from "../objects/stubs.js";
+import { settings } from "../settings.js";
+import type { BalanceOutcome, LinesPage } from "../wallet/contract.js";
 import { checkLimits, rateLimited } from "./limits.js";
-import { accountObject, callObject, paymentIntentObject, rememberCustomer, rememberedCustomer } from "./objects.js";
+import { callObject, rememberCustomer, rememberedCustomer } from "./object-calls.js";
 import {
   BalanceAnswer,
   ClientIdempotencyKey,
@@ -29,7 +31,7 @@ const BODY_MAX_BYTES = 1024;
 
 const errorResponse = (description: string) => ({ description, content: { "application/json": { schema: ErrorAnswer } } });
 
-export const confirmPaymentRoute = createRoute({
+const confirmPaymentRoute = createRoute({
   method: "post",
   path: "/confirm_payment",
   summary: "Credit a succeeded PaymentIntent to the caller's balance, exactly once",
@@ -50,7 +52,7 @@ export const confirmPaymentRoute = createRoute({
 });
 
 /** Maps a refusal from the PaymentIntent object to its HTTP error. */
-export function confirmError(result: Exclude<ConfirmResult, { ok: true }>): ApiError {
+function confirmError(result: Exclude<ConfirmResult, { ok: true }>): ApiError {
   switch (result.code) {
     case "payment_intent_not_found":
       return new ApiError(404, result.code, "No such PaymentIntent.");
@@ -68,7 +70,7 @@ export function confirmError(result: Exclude<ConfirmResult, { ok: true }>): ApiE
   }
 }
 
-export function unavailable(retryAfterSeconds: number, message = "The credit could not finish now; it will finish on its own. Try again later."): ApiError {
+function unavailable(retryAfterSeconds: number, message = "The credit could not finish now; it will finish on its own. Try again later."): ApiError {
   return new ApiError(503, "stripe_unavailable", message, {}, { "Retry-After": String(Math.max(1, Math.ceil(retryAfterSeconds))) });
 }
 
@@ -83,37 +85,37 @@ billing.openapi(confirmPaymentRoute, async (c) => {
   const started = Date.now();
   const { payment_intent_id: paymentIntentId } = c.req.valid("json");
   const accountId = c.get("accountId");
-  // Over the limit, only what costs nothing is answered: a credit already recorded.
+  const logConfirm = (outcome: string, stripeCalls = 0) =>
+    logEvent("confirm", { payment_intent: paymentIntentId, account: accountId, outcome, stripe_calls: stripeCalls, duration_ms: Date.now() - started });
+  // Over its limit, a caller is answered only what costs nothing: an answer already recorded for
+  // it, found from storage alone (the objects' storage-only reads know nothing of limits).
   const limit = await checkLimits(c, "confirm", accountId);
-  const storageOnly = !limit.ok;
-  const remembered = rememberedCustomer(accountId);
-  const lookup: CustomerLookup = remembered
-    ? { ok: true, customerId: remembered }
-    : await callObject(async (): Promise<CustomerLookup> => await accountObject(c.env, accountId).customerFor(accountId, storageOnly));
-  if (!lookup.ok && !limit.ok) throw rateLimited(limit.retryAfterSeconds);
-  if (lookup.ok) rememberCustomer(accountId, lookup.customerId);
+  const lookup = await customerOf(c.env, accountId, { storageOnly: !limit.ok });
   if (!lookup.ok) {
-    logEvent("confirm", { payment_intent: paymentIntentId, account: accountId, outcome: lookup.reason, duration_ms: Date.now() - started });
+    if (!limit.ok) {
+      logConfirm("rate_limited");
+      throw rateLimited(limit.retryAfterSeconds);
+    }
+    logConfirm(lookup.reason);
     // An account with no Stripe customer owns no PaymentIntent.
     if (lookup.reason === "no_customer") throw confirmError({ ok: false, code: "payment_intent_not_found" });
     throw unavailable(lookup.retryAfterSeconds);
   }
-  const result = await callObject(
-    async (): Promise<ConfirmResult> =>
-      await paymentIntentObject(c.env, paymentIntentId).confirm(
-        paymentIntentId,
-        { kind: "browser", accountId, customerId: lookup.customerId },
-        { storageOnly },
-      ),
-  );
-  logEvent("confirm", {
-    payment_intent: paymentIntentId,
-    account: accountId,
-    outcome: result.ok ? result.status : result.code,
-    stripe_calls: result.stripeCalls ?? 0,
-    duration_ms: Date.now() - started,
-  });
-  if (!result.ok && result.code === "rate_limited" && !limit.ok) throw rateLimited(limit.retryAfterSeconds);
+  const caller: Caller = { kind: "browser", accountId, customerId: lookup.customerId };
+  let result: ConfirmResult;
+  if (limit.ok) {
+    result = await callObject(async (): Promise<ConfirmResult> => await paymentIntentObject(c.env, paymentIntentId).confirm(paymentIntentId, caller));
+  } else {
+    const recorded = await callObject(
+      async (): Promise<ConfirmResult | null> => await paymentIntentObject(c.env, paymentIntentId).recorded(paymentIntentId, caller),
+    );
+    if (!recorded) {
+      logConfirm("rate_limited");
+      throw rateLimited(limit.retryAfterSeconds);
+    }
+    result = recorded;
+  }
+  logConfirm(result.ok ? result.status : result.code, result.stripeCalls);
   if (!result.ok) throw confirmError(result);
   return c.json(
     {
@@ -127,7 +129,21 @@ billing.openapi(confirmPaymentRoute, async (c) => {
   );
 });
 
-export const topUpRoute = createRoute({
+/**
+ * The account's Stripe customer: remembered by this isolate, else the account object's answer;
+ * with `storageOnly`, from what that object has stored (no Stripe search).
+ */
+async function customerOf(env: Env, accountId: string, options: { storageOnly: boolean }): Promise<CustomerLookup> {
+  const remembered = rememberedCustomer(accountId);
+  if (remembered) return { ok: true, customerId: remembered };
+  const lookup = await callObject(async (): Promise<CustomerLookup> =>
+    options.storageOnly ? await accountObject(env, accountId).knownCustomer(accountId) : await accountObject(env, accountId).customerFor(accountId),
+  );
+  if (lookup.ok) rememberCustomer(accountId, lookup.customerId);
+  return lookup;
+}
+
+const topUpRoute = createRoute({
   method: "post",
   path: "/top_ups",
   summary: "Create a PaymentIntent to top up the caller's credit",
@@ -154,7 +170,7 @@ billing.use("/top_ups", requireAccount, jsonBody(BODY_MAX_BYTES));
 billing.openapi(topUpRoute, async (c) => {
   const { amount, currency } = c.req.valid("json");
   const clientKey = c.req.valid("header")["idempotency-key"] ?? null;
-  const limits = topUpLimits(c.env);
+  const limits = settings(c.env).topUps;
   if (!limits.currencies.includes(currency)) throw new ApiError(400, "invalid_request", `currency: must be one of ${limits.currencies.join(", ")}`);
   if (amount < limits.min || amount > limits.max) throw new ApiError(400, "invalid_request", `amount: must be between ${limits.min} and ${limits.max}`);
   const accountId = c.get("accountId");
@@ -181,7 +197,7 @@ billing.openapi(topUpRoute, async (c) => {
   return c.json({ payment_intent_id: result.paymentIntentId, client_secret: result.clientSecret, amount: result.amount, currency: result.currency }, 201);
 });
 
-export const balanceRoute = createRoute({
+const balanceRoute = createRoute({
   method: "get",
   path: "/balance",
   summary: "The caller's prepaid credit: available to spend, and held",
@@ -203,7 +219,7 @@ billing.openapi(balanceRoute, async (c) => {
   return c.json({ balance: available, available, held, currency }, 200);
 });
 
-export const ledgerRoute = createRoute({
+const ledgerRoute = createRoute({
   method: "get",
   path: "/transactions",
   summary: "The caller's ledger (top-ups, reversals, debits, holds and what became of them), newest first",

@@ -1,33 +1,25 @@
 // The demo's own routes, on only when DEMO_MODE is "true" (local development; never set it in
-// production): a sign-in that hands out a token for any account id, the page's settings,
-// "pay with the test card" for a test-mode key, so the page works with no Stripe account and no
-// network, and "use credit", which spends as the seller's backend would. With DEMO_MODE off every
+// production): a sign-in that hands out a token for any account id, and "use credit", which
+// spends as the seller's backend would. The page pays through Stripe.js, as in production (the
+// emulator serves a stand-in for it locally), so no route here pays. With DEMO_MODE off every
 // route here answers 404, as if it did not exist.
 
 import { Hono } from "hono";
 import { SignJWT } from "jose";
-import { serviceTokens } from "../auth.js";
-import { createStripe } from "../stripe/client.js";
-import { classifyStripeError } from "../stripe/errors.js";
 import { ApiError } from "../errors.js";
 import { jsonBody, requireAccount, type AppEnv } from "../http.js";
 import { ACCOUNT_ID } from "../ids.js";
-import { logEvent } from "../log.js";
-import { PaymentIntentId } from "./schemas.js";
+import { settings } from "../settings.js";
 
 export const demo = new Hono<AppEnv>();
 
 /** Demo account ids are kept shorter than real ones, to fit the page. */
 const DEMO_ACCOUNT_MAX = 64;
-const TEST_KEY = /^(sk|rk)_test_/;
 
 demo.use("*", async (c, next) => {
-  if (c.env.DEMO_MODE !== "true") throw new ApiError(404, "not_found", "No such route.");
+  if (!settings(c.env).demoMode) throw new ApiError(404, "not_found", "No such route.");
   await next();
 });
-
-/** What the page needs to know: a publishable key switches it to Stripe.js's Payment Element. */
-demo.get("/config", (c) => c.json({ demo_mode: true, publishable_key: c.env.STRIPE_PUBLISHABLE_KEY || null }));
 
 /** A token for any account id, signed like a real sign-in would be. */
 demo.post("/sign_in", jsonBody(1024), async (c) => {
@@ -35,7 +27,7 @@ demo.post("/sign_in", jsonBody(1024), async (c) => {
   const accountId = typeof body?.account_id === "string" ? body.account_id : "";
   if (!ACCOUNT_ID.test(accountId) || accountId.length > DEMO_ACCOUNT_MAX)
     throw new ApiError(400, "invalid_request", "account_id: 1-64 letters, digits or _ . : @ | -");
-  const secret = c.env.AUTH_JWT_SECRET;
+  const secret = settings(c.env).auth.jwtSecret;
   if (!secret) throw new ApiError(503, "stripe_unavailable", "AUTH_JWT_SECRET is not set.");
   const token = await new SignJWT({})
     .setProtectedHeader({ alg: "HS256" })
@@ -44,27 +36,6 @@ demo.post("/sign_in", jsonBody(1024), async (c) => {
     .setExpirationTime("12h")
     .sign(new TextEncoder().encode(secret));
   return c.json({ account_id: accountId, token });
-});
-
-/** Pays the caller's own top-up with Stripe's test card, as Stripe.js would; test-mode keys only. */
-demo.post("/pay", requireAccount, jsonBody(1024), async (c) => {
-  if (!TEST_KEY.test(c.env.STRIPE_SECRET_KEY)) throw new ApiError(404, "not_found", "No such route.");
-  const body = (await c.req.json().catch(() => null)) as { payment_intent_id?: unknown } | null;
-  const parsed = PaymentIntentId.safeParse(body?.payment_intent_id);
-  if (!parsed.success) throw new ApiError(400, "invalid_request", "payment_intent_id: must be pi_ followed by letters and digits");
-  const stripe = createStripe(c.env);
-  try {
-    const pi = await stripe.paymentIntents.retrieve(parsed.data);
-    if (pi.metadata?.account_id !== c.get("accountId")) throw new ApiError(404, "payment_intent_not_found", "No such PaymentIntent.");
-    const paid = pi.status === "succeeded" ? pi : await stripe.paymentIntents.confirm(pi.id, { payment_method: "pm_card_visa" });
-    return c.json({ payment_intent_id: paid.id, status: paid.status });
-  } catch (err) {
-    if (err instanceof ApiError) throw err;
-    const failure = classifyStripeError(err);
-    logEvent("demo_pay_failed", { payment_intent: parsed.data, error: failure.message });
-    if (failure.kind === "not_found") throw new ApiError(404, "payment_intent_not_found", "No such PaymentIntent.");
-    throw new ApiError(503, "stripe_unavailable", "The payment could not be made now.", {}, { "Retry-After": "1" });
-  }
 });
 
 /** What the page's "Use credit" debit is called in the ledger. */
@@ -92,7 +63,7 @@ function worker(): Promise<WorkerApp> {
  * The browser only says how much and in which currency; the account is its token's.
  */
 demo.post("/spend", requireAccount, jsonBody(1024), async (c) => {
-  const [serviceToken] = serviceTokens(c.env.SERVICE_TOKEN);
+  const [serviceToken] = settings(c.env).auth.serviceTokens;
   if (serviceToken === undefined) {
     // A setting missing on this service, not a fault of the caller's or a crash: say which.
     throw new ApiError(503, "service_token_missing", "SERVICE_TOKEN is not set, so the demo cannot call the seller's API.");

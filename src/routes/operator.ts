@@ -9,17 +9,16 @@ import { timingSafeEqual } from "hono/utils/buffer";
 import { bearerToken } from "../auth.js";
 import { ApiError } from "../errors.js";
 import type { AppEnv } from "../http.js";
-import type { Env } from "../env.js";
-import { operatorState } from "../objects/payment-intent.js";
-import { REGISTRY_NAME, type AttentionEntry, type BadEvent } from "../objects/registry.js";
 import { ACCOUNT_ID } from "../ids.js";
-import { accountObject, paymentIntentObject } from "./objects.js";
+import type { AttentionPage, BadEvent } from "../objects/contract.js";
+import { accountObject, paymentIntentObject, registryObject } from "../objects/stubs.js";
+import { settings } from "../settings.js";
 import { PaymentIntentId } from "./schemas.js";
 
 export const operator = new Hono<AppEnv>();
 
 operator.use("*", async (c, next) => {
-  const expected = c.env.OPERATOR_TOKEN;
+  const expected = settings(c.env).auth.operatorToken;
   if (!expected) throw new ApiError(403, "forbidden", "Operator routes are disabled: OPERATOR_TOKEN is not set.");
   const token = bearerToken(c.req.header("authorization"), "operator");
   if (!(await timingSafeEqual(token, expected))) {
@@ -33,64 +32,46 @@ function piParam(value: string): string {
   return value;
 }
 
-/** `limit` from the query: 50 unless given, within 1..200. */
+/** `limit` from the query: 50 unless given, a whole number within 1..200 (SQLite refuses a LIMIT of 2.5). */
 function limitParam(value: string | undefined): number {
-  return Math.min(Math.max(Number(value ?? 50) || 50, 1), 200);
+  return Math.min(Math.max(Math.trunc(Number(value ?? 50)) || 50, 1), 200);
 }
 
-/** The operator registry (one object). */
-function registry(env: Env) {
-  return env.CREDIT_REGISTRY.get(env.CREDIT_REGISTRY.idFromName(REGISTRY_NAME));
-}
+const isoOrNull = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 /**
- * Credits waiting for a retry or an operator, as each PI object's own record says now. This
- * route only reads and prunes: the state shown is `operatorState` of the record and its
- * adjustments, and an entry is dropped only when nothing at all is owed any more (credited,
- * marked, every adjustment written). The objects keep the registry up to date themselves.
+ * Credits waiting for a retry or an operator, with any reversal or restoration still owed. A
+ * read: the registry answers each entry as its PI object says it is now (the registry keeps
+ * its own list in step; see src/objects/registry.ts).
  */
 operator.get("/credits", async (c) => {
   const limit = limitParam(c.req.query("limit"));
   const after = c.req.query("after");
   const state = c.req.query("state");
-  const list = registry(c.env);
-  const entries: AttentionEntry[] = await list.list({ limit, ...(after ? { after } : {}), ...(state ? { state } : {}) });
-  const checked = await Promise.all(
-    entries.map(async (entry) => {
-      const { record, adjustments, wallet_pending: walletPending } = await paymentIntentObject(c.env, entry.payment_intent_id).inspect();
-      const settled =
-        record?.state === "credited" && record.mark_state === "done" && walletPending.length === 0 && adjustments.every((a) => a.state === "done");
-      if (!record || settled) {
-        await list.remove(entry.payment_intent_id);
-        return null;
-      }
-      return {
-        payment_intent_id: record.payment_intent_id,
-        state: operatorState(record, adjustments, walletPending.length > 0),
-        customer_id: record.customer_id,
-        amount: record.amount,
-        currency: record.currency,
-        reason: record.reason,
-        last_error: record.last_error,
-        retry_count: record.retry_count,
-        next_retry_at: record.next_retry_at === null ? null : new Date(record.next_retry_at).toISOString(),
-        updated_at: new Date(record.updated_at).toISOString(),
-        // Reversals and restorations still owed: the ones an operator must look at, and those waiting to be written.
-        adjustments: adjustments
-          .filter((a) => a.state !== "done")
-          .map((a) => ({ operation: a.operation, state: a.state, direction: a.direction, amount: a.amount, last_error: a.last_error })),
-      };
-    }),
-  );
-  const last = entries.at(-1);
-  return c.json({ data: checked.filter((e) => e !== null), next_after: entries.length === limit && last ? last.payment_intent_id : null });
+  const page: AttentionPage = await registryObject(c.env).list({ limit, ...(after ? { after } : {}), ...(state ? { state } : {}) });
+  return c.json({
+    data: page.entries.map((e) => ({
+      payment_intent_id: e.payment_intent_id,
+      state: e.state,
+      customer_id: e.customer_id,
+      amount: e.amount,
+      currency: e.currency,
+      reason: e.reason,
+      last_error: e.last_error,
+      retry_count: e.retry_count,
+      next_retry_at: isoOrNull(e.next_retry_at),
+      updated_at: new Date(e.updated_at).toISOString(),
+      adjustments: e.adjustments.map((a) => ({ operation: a.operation, state: a.state, direction: a.direction, amount: a.amount, last_error: a.last_error })),
+    })),
+    next_after: page.nextAfter,
+  });
 });
 
 /** Signed webhook events that did not parse: acknowledged to Stripe, kept here for a person. */
 operator.get("/events", async (c) => {
   const limit = limitParam(c.req.query("limit"));
   const after = c.req.query("after");
-  const events: BadEvent[] = await registry(c.env).listBadEvents({ limit, ...(after ? { after } : {}) });
+  const events: BadEvent[] = await registryObject(c.env).listBadEvents({ limit, ...(after ? { after } : {}) });
   const last = events.at(-1);
   return c.json({
     data: events.map((e) => ({ event_id: e.event_id, type: e.type, error: e.error, received_at: new Date(e.received_at).toISOString() })),

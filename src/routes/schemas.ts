@@ -93,7 +93,7 @@ export const LedgerQuery = z
 const ENTRY_KINDS = ["top_up", "reversal", "restoration", "debit", "hold", "capture", "release", "stripe"] as const satisfies readonly EntryKind[];
 
 /** One line of the wallet's ledger (src/wallet/contract.ts's WalletLine). */
-export const WalletLine = z
+const WalletLine = z
   .object({
     id: z.string().openapi({ example: "wle_0123456789abcdef01234567" }),
     kind: z.enum(ENTRY_KINDS).openapi({ description: "stripe: an entry taken in from Stripe's customer balance (an invoice, a Dashboard adjustment)" }),
@@ -120,16 +120,16 @@ export const LedgerAnswer = z
 // The seller's server-to-server routes (/v1/accounts/{account_id}/…).
 
 /** Stripe's largest amount (99,999,999 in the minor unit, eight digits). */
-export const MAX_AMOUNT = 99_999_999;
+const MAX_AMOUNT = 99_999_999;
 /** The longest hold, and the default, in seconds. */
-export const HOLD_MAX_SECONDS = 86_400;
+const HOLD_MAX_SECONDS = 86_400;
 export const HOLD_DEFAULT_SECONDS = 600;
 
 const Amount = z.number().int().positive().max(MAX_AMOUNT).openapi({ description: "In the currency's minor unit (cents for usd)", example: 250 });
 
 const Description = z.string().max(500).openapi({ example: "1,000 tokens of gpt-x" });
 
-export const Metadata = z
+const Metadata = z
   .record(z.string().min(1).max(40), z.string().max(500))
   .refine((m) => Object.keys(m).length <= 20, "must have at most 20 keys")
   .openapi({ description: "Up to 20 string keys (≤ 40 characters) with string values (≤ 500)", example: { request_id: "req_123" } });
@@ -188,7 +188,7 @@ export const CaptureBody = z
 
 export const ReleaseBody = z.object({}).strict().openapi("ReleaseRequest");
 
-export const WalletBalance = z.object({ available: z.number().int(), held: z.number().int(), currency: z.string() }).openapi("WalletBalance");
+const WalletBalance = z.object({ available: z.number().int(), held: z.number().int(), currency: z.string() }).openapi("WalletBalance");
 
 export const DebitAnswer = z
   .object({

@@ -1,31 +1,28 @@
-// POST /stripe/webhook: Stripe's signed events. The signature is checked on the raw body with
-// the stripe package (HMAC-SHA256 over "t.body", any of several v1 signatures, 300 s
-// tolerance); anything unsigned, altered or stale is 400 and touches nothing. A signed payload
-// is then parsed with a schema of just the fields this service reads, per event type: one that
-// does not parse is acknowledged, logged as an error and listed for an operator (the registry's
-// bad_events, GET /operator/events), never a 500 that Stripe would redeliver for days. A parsed
-// event is handed to its PaymentIntent's object, which records it and acts on it from its
-// alarm, so the answer never waits on Stripe's API. Stripe delivers at least once and
-// sometimes sends two event objects for one change: the objects make both harmless.
+// POST /stripe/webhook: Stripe's signed events. The signature is checked on the raw body
+// (src/stripe/webhooks.ts); anything unsigned, altered or stale is 400 and touches nothing. A
+// signed payload is then parsed with a schema of just the fields this service reads, per event
+// type: one that does not parse is acknowledged, logged as an error and listed for an operator
+// (the registry's bad_events, GET /operator/events), never a 500 that Stripe would redeliver
+// for days. A parsed event is handed to its PaymentIntent's object, which records it and acts
+// on it from its alarm, so the answer never waits on Stripe's API. Stripe delivers at least
+// once and sometimes sends two event objects for one change: the objects make both harmless.
 
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import Stripe from "stripe";
 import { z } from "zod";
-import type { Env } from "../env.js";
+import type { WebhookFact } from "../credit/contract.js";
 import { ApiError } from "../errors.js";
 import { sha256Hex } from "../hash.js";
 import type { AppEnv } from "../http.js";
 import { PAYMENT_INTENT_ID } from "../ids.js";
 import { logEvent } from "../log.js";
-import type { WebhookFact } from "../objects/payment-intent.js";
-import { REGISTRY_NAME } from "../objects/registry.js";
-import { createStripe } from "../stripe/client.js";
-import { callObject, paymentIntentObject } from "./objects.js";
+import { paymentIntentObject, registryObject } from "../objects/stubs.js";
+import { settings } from "../settings.js";
+import { verifyWebhookSignature } from "../stripe/webhooks.js";
+import { callObject } from "./object-calls.js";
 
 /** Stripe's events are small; this bounds what an unsigned caller can make us hash. */
 const WEBHOOK_MAX_BYTES = 256 * 1024;
-const TOLERANCE_SECONDS = 300;
 
 export const webhook = new Hono<AppEnv>();
 
@@ -40,20 +37,14 @@ webhook.post(
   async (c) => {
     const signature = c.req.header("stripe-signature");
     if (!signature) throw new ApiError(400, "invalid_signature", "Missing Stripe-Signature.");
-    // Several secrets (comma-separated) while an endpoint secret is being rolled.
-    const secrets = (c.env.STRIPE_WEBHOOK_SECRET ?? "")
-      .split(",")
-      .map((s) => s.trim())
-      .filter(Boolean);
-    if (secrets.length === 0) {
-      logEvent("webhook_misconfigured", { error: "STRIPE_WEBHOOK_SECRET is not set" });
-      // Stripe retries non-2xx for days: nothing is lost while the secret is fixed.
-      throw new ApiError(503, "stripe_unavailable", "Webhooks are not configured.", {}, { "Retry-After": "60" });
-    }
     const raw = await c.req.text();
-    if (!(await verify(createStripe(c.env), raw, signature, secrets))) {
-      throw new ApiError(400, "invalid_signature", "The signature does not match this payload, or it is too old.");
+    const verdict = await verifyWebhookSignature(raw, signature, settings(c.env).stripe.webhookSecrets);
+    if (verdict.kind === "unverifiable") {
+      logEvent("webhook_misconfigured", { error: verdict.reason });
+      // Stripe retries non-2xx for days: nothing is lost while the configuration is fixed.
+      throw new ApiError(503, "stripe_unavailable", "Webhooks cannot be verified now.", {}, { "Retry-After": "60" });
     }
+    if (verdict.kind === "not_signed") throw new ApiError(400, "invalid_signature", "The signature does not match this payload, or it is too old.");
 
     // From here the payload is Stripe's: every answer is 200, or a 503 that Stripe retries. A
     // payload that does not parse is acknowledged (redelivering it would not change it) and
@@ -61,11 +52,11 @@ webhook.post(
     const parsed = await parseEvent(raw);
     if (!parsed.ok) {
       logEvent("webhook_unparseable", { level: "error", event_id: parsed.eventId, type: parsed.type, error: parsed.error });
-      await callObject(async () => await registry(c.env).noteBadEvent({ event_id: parsed.eventId, type: parsed.type, error: parsed.error }));
+      await callObject(async () => await registryObject(c.env).noteBadEvent({ event_id: parsed.eventId, type: parsed.type, error: parsed.error }));
       return c.json({ received: true }, 200);
     }
     const { event } = parsed;
-    const target = factOf(event, (c.env.REVERSE_ON_REFUND ?? "true").toLowerCase() !== "false");
+    const target = factOf(event, settings(c.env).reverseOnRefund);
     if (!target) {
       logEvent("webhook", { event_id: event.id, type: event.type === "other" ? event.name : event.type, outcome: "ignored" });
       return c.json({ received: true }, 200);
@@ -82,33 +73,6 @@ webhook.post(
     return c.json({ received: true }, 200);
   },
 );
-
-/** The operator registry, where bad events are listed. */
-function registry(env: Env) {
-  return env.CREDIT_REGISTRY.get(env.CREDIT_REGISTRY.idFromName(REGISTRY_NAME));
-}
-
-/**
- * True when `signature` signs `raw` under one of `secrets`, within the tolerance. Only the
- * signature is checked here; the payload is parsed afterwards, so that a signed payload that is
- * not an event is told apart from a forged one.
- */
-async function verify(stripe: Stripe, raw: string, signature: string, secrets: string[]): Promise<boolean> {
-  const helper = stripe.webhooks.signature;
-  if (!helper) {
-    logEvent("webhook_misconfigured", { error: "the stripe package has no signature helper" });
-    throw new ApiError(503, "stripe_unavailable", "Webhooks cannot be verified now.", {}, { "Retry-After": "60" });
-  }
-  const crypto = Stripe.createSubtleCryptoProvider();
-  for (const secret of secrets) {
-    try {
-      if (await helper.verifyHeaderAsync(raw, signature, secret, TOLERANCE_SECONDS, crypto)) return true;
-    } catch {
-      // try the next secret
-    }
-  }
-  return false;
-}
 
 // The events this service acts on, with just the fields it reads; everything else passes through.
 const Id = z.string().min(1).max(255);

@@ -1,5 +1,5 @@
 // One verdict per failed Stripe call, so the credit protocol decides on four cases instead of on
-// status codes. The rules are Stripe's (docs.stripe.com/error-handling, STRIPE-FACTS.md):
+// status codes. The rules are Stripe's (docs.stripe.com/error-handling):
 // - 404 resource_missing: the object does not exist.
 // - a connection error, a timeout, 409 (key in use) or a 5xx: the request may or may not have
 //   been applied. A 5xx marked `Idempotent-Replayed: true` is a saved result: the request under

@@ -1,7 +1,8 @@
-// Idempotency-Keys and write parameters, derived only from the PaymentIntent id, the operation
-// and a durably counted attempt, so that every retry of one logical write, from any instance,
-// sends the same key with the same parameters (Stripe refuses a reused key with other
-// parameters: idempotency_error).
+// Every Idempotency-Key the service sends, and the credit's write parameters. Keys derive only
+// from what the write is about (a PaymentIntent and an operation, an account, a batch) and a
+// durably counted attempt, so that every retry of one logical write, from any instance, sends
+// the same key with the same parameters (Stripe refuses a reused key with other parameters:
+// idempotency_error).
 
 import type Stripe from "stripe";
 import { sha256Hex } from "../hash.js";
@@ -68,4 +69,14 @@ export function adjustmentParams(
  */
 export async function topUpKey(accountId: string, clientKey: string): Promise<string> {
   return `topup:${await sha256Hex(JSON.stringify([accountId, clientKey]))}`;
+}
+
+/** `customer:{account}`: the account's one Stripe customer, however many first top-ups race to create it. */
+export function customerKey(accountId: string): string {
+  return `customer:${accountId}`;
+}
+
+/** `wallet-debits:{customer}:{n}`: batch n of a customer's spending, written to its Stripe balance. */
+export function batchKey(customerId: string, n: number, attempt: number): string {
+  return attemptKey(`wallet-debits:${customerId}:${n}`, attempt);
 }

@@ -1,12 +1,13 @@
-// The wallet's ledger: typed, synchronous access to its tables. Every method runs without an
-// await, so a caller that checks and writes in one method (or one `transactionSync`) cannot be
-// interleaved with another request: that is what keeps the wallet from being overdrawn while
+// The wallet's ledger: typed, synchronous access to its tables (the wallet row, its entries,
+// holds and kept Idempotency-Keys; the sync's batches are batches.ts). Every method runs without
+// an await, so a caller that checks and writes in one method (or one `transactionSync`) cannot
+// be interleaved with another request: that is what keeps the wallet from being overdrawn while
 // the object admits other calls during its Stripe awaits.
 
 import type Stripe from "stripe";
 import { hex } from "../hash.js";
 import type { BalanceView, EntryKind, WalletLine } from "./contract.js";
-import { WALLET_SCHEMA, type BatchRow, type EntryRow, type HoldRow, type WalletRow } from "./schema.js";
+import { WALLET_SCHEMA, type EntryRow, type HoldRow, type WalletRow } from "./schema.js";
 
 /** A new entry; the ledger assigns its id and sequence. */
 export interface NewEntry {
@@ -55,10 +56,16 @@ export class WalletLedger {
     this.#hasSchema = true;
   }
 
-  /** Runs `fn` as one transaction: all of its writes land, or none. */
+  /** Runs `fn` as one transaction: all of its writes land, or none. Transactions nest. */
   atomically<T>(fn: () => T): T {
     this.#ensureSchema();
     return this.storage.transactionSync(fn);
+  }
+
+  /** The wallet's tables, created if need be (for the sync's records, batches.ts). */
+  tables(): SqlStorage {
+    this.#ensureSchema();
+    return this.#sql;
   }
 
   row(): WalletRow | null {
@@ -202,72 +209,6 @@ export class WalletLedger {
   nextHoldExpiry(): number | null {
     this.#ensureSchema();
     return this.#sql.exec<{ at: number | null }>("SELECT MIN(expires_at) AS at FROM holds WHERE status = 'active'").one().at;
-  }
-
-  // ---- sync to Stripe
-
-  /** Total spending owed to Stripe and not yet in a batch. */
-  owedTotal(): number {
-    this.#ensureSchema();
-    return 0 - (this.#sql.exec<{ s: number | null }>("SELECT SUM(amount) AS s FROM entries WHERE batch = 0").one().s ?? 0);
-  }
-
-  setSyncDue(at: number | null, patch: { retries?: number; error?: string | null } = {}): void {
-    this.#sql.exec(
-      "UPDATE wallet SET sync_due_at = ?, sync_retries = COALESCE(?, sync_retries), sync_error = CASE WHEN ? THEN ? ELSE sync_error END",
-      at,
-      patch.retries ?? null,
-      patch.error !== undefined ? 1 : 0,
-      patch.error ?? null,
-    );
-  }
-
-  pendingBatch(): BatchRow | null {
-    this.#ensureSchema();
-    return (
-      (this.#sql.exec<Record<string, SqlStorageValue>>("SELECT * FROM batches WHERE state = 'pending' ORDER BY n LIMIT 1").toArray()[0] as unknown as
-        BatchRow | undefined) ?? null
-    );
-  }
-
-  /**
-   * Records the next batch (before anything is sent): the owed spending, or only the oldest
-   * owed entry when `single` (each debit its own Stripe write). Null when nothing is owed.
-   */
-  cutBatch(single: boolean, now: number): BatchRow | null {
-    return this.atomically(() => {
-      const wallet = this.row();
-      if (!wallet?.currency) return null;
-      const owed = this.#sql
-        .exec<{ seq: number; amount: number }>(`SELECT seq, amount FROM entries WHERE batch = 0 ORDER BY seq ${single ? "LIMIT 1" : ""}`)
-        .toArray();
-      if (owed.length === 0) return null;
-      const n = (this.#sql.exec<{ n: number | null }>("SELECT MAX(n) AS n FROM batches").one().n ?? 0) + 1;
-      const amount = -owed.reduce((s, e) => s + e.amount, 0);
-      const last = (owed.at(-1) as { seq: number }).seq;
-      this.#sql.exec(`UPDATE entries SET batch = ? WHERE batch = 0 AND seq <= ?`, n, last);
-      this.#sql.exec("INSERT INTO batches (n, amount, currency, entries, created_at) VALUES (?, ?, ?, ?, ?)", n, amount, wallet.currency, owed.length, now);
-      return this.pendingBatch();
-    });
-  }
-
-  saveBatch(n: number, patch: Partial<Pick<BatchRow, "attempt" | "sent" | "last_error">>): void {
-    const entries = Object.entries(patch);
-    if (entries.length === 0) return;
-    this.#sql.exec(`UPDATE batches SET ${entries.map(([k]) => `${k} = ?`).join(", ")} WHERE n = ?`, ...entries.map(([, v]) => v as SqlStorageValue), n);
-  }
-
-  finishBatch(n: number, stripeTx: string, now: number): void {
-    this.#sql.exec("UPDATE batches SET state = 'done', stripe_tx = ?, last_error = NULL, done_at = ? WHERE n = ?", stripeTx, now, n);
-  }
-
-  batches(): BatchRow[] {
-    this.#ensureSchema();
-    return this.#sql.exec<Record<string, SqlStorageValue>>("SELECT * FROM batches ORDER BY n").toArray() as unknown as BatchRow[];
-  }
-
-  markSynced(now: number, scanSince: number | null): void {
-    this.#sql.exec("UPDATE wallet SET synced_at = ?, scan_since = COALESCE(?, scan_since), sync_retries = 0, sync_error = NULL", now, scanSince);
   }
 
   // ---- idempotency keys

@@ -7,44 +7,38 @@
 // service just created); concurrent callers share that one read, because the object admits
 // other calls while it awaits Stripe.
 
-import type Stripe from "stripe";
-import { intSetting, topUpLimits, type Env } from "../env.js";
+import type { Env } from "../env.js";
 import { backoffMs } from "../objects/backoff.js";
-import { classifyStripeError } from "../stripe/errors.js";
+import type { CustomerLookup } from "../objects/contract.js";
+import { settings } from "../settings.js";
+import type { StripeGateway } from "../stripe/gateway.js";
+import { WalletBatches } from "./batches.js";
 import type { BalanceOutcome, LinesPage, ReportOutcome, SpendOutcome, SpendRequest, StripeEntryReport } from "./contract.js";
 import { WalletLedger } from "./ledger.js";
 import { expireHolds, replay, spend } from "./spend.js";
-import { readWholeLedger, syncWallet } from "./sync.js";
-
-/** The account's Stripe customer as the account object knows it. */
-export type CustomerState =
-  { ok: true; customerId: string } | { ok: false; reason: "no_customer" } | { ok: false; reason: "unavailable"; retryAfterSeconds: number };
-
-export type CustomerOwner = { kind: "account"; accountId: string } | { kind: "none" } | { kind: "unavailable" };
+import { syncWallet } from "./sync.js";
 
 type Opened = { kind: "open" } | { kind: "no_customer" } | { kind: "unavailable"; retryAfterSeconds: number };
 
 /** Idempotency-Keys are kept at least 24 h (the contract); forgotten after 48. */
 const KEEP_KEYS_MS = 48 * 3600_000;
 const RETRY_AFTER_SECONDS = 2;
-/** Default delay between the first unsynced debit and its Stripe write. */
-const DEFAULT_SYNC_SECONDS = 60;
 
 export interface WalletHost {
   storage: DurableObjectStorage;
   env: Env;
-  stripe: () => Stripe;
+  /** The customer's balance ledger, and whose customer a customer is. */
+  stripe: () => Pick<StripeGateway, "balanceTransactions" | "customers">;
   /** The account's customer (from storage, or Stripe's search). */
-  customer: (accountId: string) => Promise<CustomerState>;
+  customer: (accountId: string) => Promise<CustomerLookup>;
   /** Remembers a customer Stripe said belongs to the account. */
   adoptCustomer: (accountId: string, customerId: string) => void;
-  /** Whose customer this is, by its `metadata.account_id` in Stripe. */
-  ownerOf: (customerId: string) => Promise<CustomerOwner>;
   log: (event: string, fields: Record<string, unknown>) => void;
 }
 
 export class Wallet {
   readonly ledger: WalletLedger;
+  readonly batches: WalletBatches;
   #opening: Promise<Opened> | null = null;
   #syncing: Promise<void> | null = null;
   /** The alarm time last set by this instance (memory: after a restart, the next write sets it again). */
@@ -52,6 +46,7 @@ export class Wallet {
 
   constructor(private readonly host: WalletHost) {
     this.ledger = new WalletLedger(host.storage);
+    this.batches = new WalletBatches(this.ledger);
   }
 
   /** Opens an empty wallet for a customer this service has just created: it has no ledger to read. */
@@ -72,13 +67,12 @@ export class Wallet {
     const customer = await this.host.customer(accountId);
     if (!customer.ok)
       return customer.reason === "no_customer" ? { kind: "no_customer" } : { kind: "unavailable", retryAfterSeconds: customer.retryAfterSeconds };
-    let ledger: Stripe.CustomerBalanceTransaction[];
-    try {
-      ledger = await readWholeLedger(this.host.stripe(), customer.customerId);
-    } catch (err) {
-      this.host.log("wallet_open_failed", { account: accountId, error: classifyStripeError(err).message });
+    const read = await this.host.stripe().balanceTransactions.all(customer.customerId);
+    if (!read.ok) {
+      this.host.log("wallet_open_failed", { account: accountId, error: read.failure.message });
       return { kind: "unavailable", retryAfterSeconds: RETRY_AFTER_SECONDS };
     }
+    const ledger = read.value;
     this.ledger.open(accountId, customer.customerId, ledger, Date.now());
     this.host.log("wallet_opened", { account: accountId, customer: customer.customerId, entries: ledger.length, available: this.ledger.row()?.available ?? 0 });
     return { kind: "open" };
@@ -91,10 +85,13 @@ export class Wallet {
     const opened = await this.ensureOpen(accountId);
     if (opened.kind === "unavailable") return { kind: "unavailable", retryAfterSeconds: opened.retryAfterSeconds };
     const now = Date.now();
-    const outcome = spend(this.ledger, request, key, fingerprint, { accountId, now, accepted: topUpLimits(this.host.env).currencies });
-    if (outcome.kind === "result" && outcome.result.ok && !outcome.replayed) {
-      if (outcome.result.op === "debit" || outcome.result.op === "capture") this.#owe(now);
-    }
+    const accepted = settings(this.host.env).topUps.currencies;
+    // Spending owed to Stripe and its sync's due time land together: an owed debit with no sync due would wait for the next one.
+    const outcome = this.ledger.atomically(() => {
+      const spent = spend(this.ledger, request, key, fingerprint, { accountId, now, accepted });
+      if (spent.kind === "result" && spent.result.ok && !spent.replayed && (spent.result.op === "debit" || spent.result.op === "capture")) this.#owe(now);
+      return spent;
+    });
     await this.arm();
     return outcome;
   }
@@ -117,7 +114,7 @@ export class Wallet {
       if (!known.ok) {
         // Stripe's search lags writes, so "no customer" may only mean "not indexed yet": ask Stripe
         // whose customer this is before adopting it.
-        const owner = await this.host.ownerOf(first.customer_id);
+        const owner = await this.host.stripe().customers.ownerOf(first.customer_id);
         if (owner.kind === "unavailable") return { ok: false, reason: "unavailable", retryAfterSeconds: RETRY_AFTER_SECONDS };
         if (owner.kind !== "account" || owner.accountId !== accountId) return this.#wrongAccount(accountId, first);
         this.host.adoptCustomer(accountId, first.customer_id);
@@ -127,19 +124,22 @@ export class Wallet {
     if (opened.kind !== "open")
       return { ok: false, reason: "unavailable", retryAfterSeconds: opened.kind === "unavailable" ? opened.retryAfterSeconds : RETRY_AFTER_SECONDS };
     if (this.ledger.row()?.customer_id !== first.customer_id) return this.#wrongAccount(accountId, first);
-    for (const r of reports) {
-      const applied = this.ledger.applyStripe({
-        kind: r.kind,
-        amount: -r.amount,
-        currency: r.currency,
-        stripe_tx: r.balance_transaction_id,
-        payment_intent_id: r.payment_intent_id,
-        description: r.description,
-        created_at: r.created * 1000,
-      });
-      if (applied === "currency")
-        this.host.log("wallet_currency_mismatch", { account: accountId, balance_transaction: r.balance_transaction_id, currency: r.currency });
-    }
+    // The reports are durable together: "ok" tells the PaymentIntent object it may forget all of them.
+    this.ledger.atomically(() => {
+      for (const r of reports) {
+        const applied = this.ledger.applyStripe({
+          kind: r.kind,
+          amount: -r.amount,
+          currency: r.currency,
+          stripe_tx: r.balance_transaction_id,
+          payment_intent_id: r.payment_intent_id,
+          description: r.description,
+          created_at: r.created * 1000,
+        });
+        if (applied === "currency")
+          this.host.log("wallet_currency_mismatch", { account: accountId, balance_transaction: r.balance_transaction_id, currency: r.currency });
+      }
+    });
     return { ok: true };
   }
 
@@ -193,27 +193,34 @@ export class Wallet {
     const wallet = this.ledger.row();
     if (!wallet) return;
     const outcome = await syncWallet(
-      { ledger: this.ledger, stripe: this.host.stripe(), accountId: wallet.account_id, single: this.#syncSeconds === 0, log: this.host.log },
+      {
+        ledger: this.ledger,
+        batches: this.batches,
+        stripe: this.host.stripe().balanceTransactions,
+        accountId: wallet.account_id,
+        single: this.#syncSeconds === 0,
+        log: this.host.log,
+      },
       () => Date.now(),
     );
     const now = Date.now();
     if (outcome.kind === "failed") {
       const retries = (this.ledger.row()?.sync_retries ?? 0) + 1;
-      this.ledger.setSyncDue(now + backoffMs(retries), { retries, error: outcome.error });
+      this.batches.setSyncDue(now + backoffMs(retries), { retries, error: outcome.error });
       return;
     }
     // Spending that arrived while the sync ran is due a full interval after now.
-    this.ledger.setSyncDue(this.ledger.owedTotal() > 0 ? now + this.#syncSeconds * 1000 : null);
+    this.batches.setSyncDue(this.batches.owedTotal() > 0 ? now + this.#syncSeconds * 1000 : null);
   }
 
   /** Owed spending: due within STRIPE_SYNC_SECONDS of the first unsynced debit. */
   #owe(now: number): void {
     const wallet = this.ledger.row();
-    if (wallet && wallet.sync_due_at === null) this.ledger.setSyncDue(now + this.#syncSeconds * 1000);
+    if (wallet && wallet.sync_due_at === null) this.batches.setSyncDue(now + this.#syncSeconds * 1000);
   }
 
   get #syncSeconds(): number {
-    return intSetting(this.host.env.STRIPE_SYNC_SECONDS, DEFAULT_SYNC_SECONDS);
+    return settings(this.host.env).syncSeconds;
   }
 
   /** Sets the alarm to the earliest work: a sync, a hold's expiry, keys to forget. */

@@ -1,10 +1,15 @@
 // The storefront in a real browser: `wrangler dev` and the emulator started as `npm start`
 // starts them (on free ports, settings passed with --var), Debian's Chromium driven by
-// playwright-core, at phone width. Sign in with the keyboard, top up, see the balance rise once;
-// double-click "Top up" and see it rise once more, not twice. Then spend: "Use credit" goes
-// through the seller's API (the demo route signs with SERVICE_TOKEN on the server), available
-// drops by the amount per press and once per double-click, each debit is a ledger line, and
-// spending past zero says "Not enough credit". Screenshots are kept in test-results/.
+// playwright-core, at phone width. The page pays the way a production page does: it loads
+// Stripe.js from STRIPE_JS_URL (here the emulator's stand-in) and pays through the Payment
+// Element, Stripe.js confirming with the publishable key and the client secret. Sign in with the
+// keyboard, top up, see the balance rise once; double-click "Top up" and "Pay" and see it rise
+// once more, not twice; a declined card says so and credits nothing. All of it under the page's
+// Content-Security-Policy, with no violation reported, and the bearer token never in a URL nor
+// sent to Stripe. Then spend: "Use credit" goes through the seller's API (the demo route signs
+// with SERVICE_TOKEN on the server), available drops by the amount per press and once per
+// double-click, each debit is a ledger line, and spending past zero says "Not enough credit".
+// Screenshots are kept in test-results/.
 
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -18,6 +23,7 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const WEBHOOK_SECRET = "whsec_e2e_secret";
 // Two values, as during a rotation: the demo route signs with the first.
 const SERVICE_TOKEN = "svc_e2e_token_0123456789,svc_e2e_token_next_abcdef";
+const PUBLISHABLE_KEY = "pk_test_e2e";
 // CI installs Chromium (.ci/run); a developer machine without it skips this file, loudly.
 const runnable = existsSync(CHROMIUM) || process.env.CI === "true";
 if (!runnable) console.warn(`[e2e] ${CHROMIUM} not found: the browser test is skipped (apt-get install chromium to run it)`);
@@ -44,6 +50,8 @@ beforeAll(async () => {
       AUTH_JWT_SECRET: "e2e-secret-e2e-secret-e2e-secret-0123",
       DEMO_MODE: "true",
       SERVICE_TOKEN,
+      // STRIPE_JS_URL is the emulator's stand-in: startStack sets it whenever it runs the emulator.
+      STRIPE_PUBLISHABLE_KEY: PUBLISHABLE_KEY,
       // Each debit is written to Stripe at once, so the test can see Stripe agree with the wallet.
       STRIPE_SYNC_SECONDS: "0",
     },
@@ -70,6 +78,67 @@ afterAll(async () => {
 });
 
 const minor = (page: Page) => page.$eval("#balance", (el) => Number((el as HTMLElement).dataset.minor));
+
+/**
+ * What the browser reports that it should not: page errors, console errors (but for the answers
+ * `expected` names, e.g. "status of 402"), and every Content-Security-Policy violation, as the
+ * `securitypolicyviolation` event sees it. Also every URL the page requests, and the
+ * Authorization header of each request to another origin than the Worker's.
+ */
+async function watch(page: Page, expected: RegExp | null = null) {
+  const errors: string[] = [];
+  const violations: string[] = [];
+  const urls: string[] = [];
+  const foreignAuth: { url: string; authorization: string | null }[] = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("console", (m) => {
+    if (m.type() === "error" && !(expected && expected.test(m.text()))) errors.push(m.text());
+  });
+  page.on("request", (r) => {
+    urls.push(r.url());
+    if (new URL(r.url()).origin !== new URL(stack.workerUrl).origin) foreignAuth.push({ url: r.url(), authorization: r.headers()["authorization"] ?? null });
+  });
+  await page.exposeFunction("reportViolation", (v: string) => violations.push(v));
+  // Runs before the page's own scripts (and is not itself subject to the page's policy).
+  await page.addInitScript(() => {
+    document.addEventListener("securitypolicyviolation", (e) => {
+      (window as unknown as { reportViolation(v: string): void }).reportViolation(`${e.effectiveDirective} ${e.blockedURI}`);
+    });
+  });
+  return { errors, violations, urls, foreignAuth };
+}
+
+/** Waits for the top-up status region to show an answer (ok or bad) and returns it. */
+async function statusAnswered(page: Page): Promise<{ text: string; ok: boolean }> {
+  const el = await page.waitForSelector("#status.ok, #status.bad", { timeout: 30_000 });
+  return { text: (await el.textContent()) ?? "", ok: await el.evaluate((e) => e.classList.contains("ok")) };
+}
+
+/**
+ * Tops up through the page: "Top up" shows Stripe.js's Payment Element, the card goes into it
+ * (left as prefilled when `card` is not given), "Pay" pays. Each press once, or double-clicked.
+ */
+async function topUp(page: Page, amount: string, options: { card?: string; how?: "click" | "dblclick" } = {}) {
+  const how = options.how ?? "click";
+  await page.$eval("#status", (el) => el.classList.remove("ok", "bad"));
+  await page.getByLabel("Top-up amount (USD)").fill(amount);
+  const press = (name: string | RegExp) => {
+    const button = page.getByRole("button", { name });
+    return how === "click" ? button.click() : button.dblclick();
+  };
+  await press("Top up");
+  return pay(page, options.card, press);
+}
+
+/** Types `card` (if given) into the mounted Payment Element and presses "Pay". */
+async function pay(page: Page, card: string | undefined, press = (name: RegExp) => page.getByRole("button", { name }).click()) {
+  const field = page.getByLabel("Card number");
+  await field.waitFor({ state: "visible", timeout: 30_000 });
+  if (card !== undefined) await field.fill(card);
+  await page.$eval("#status", (el) => el.classList.remove("ok", "bad"));
+  await press(/^Pay /);
+  return statusAnswered(page);
+}
 
 /** The page's requests to the service's routes: each one sent, with its Idempotency-Key, and how many are answered. */
 function trackRequests(page: Page) {
@@ -121,16 +190,21 @@ async function seller<T>(path: string): Promise<T> {
 }
 
 describe.skipIf(!runnable)("the top-up page", () => {
-  it("signs in, tops up once per click-intent, and shows the balance and ledger", async () => {
+  it("signs in, pays through Stripe.js once per click-intent, under the page's policy, and shows the balance and ledger", async () => {
     const page = await browser.newPage({ viewport: { width: 390, height: 844 } });
     const requests = trackRequests(page);
-    const errors: string[] = [];
-    page.on("pageerror", (e) => errors.push(String(e)));
-    page.on("console", (m) => {
-      if (m.type() === "error") errors.push(m.text());
-    });
-    await page.goto(stack.workerUrl);
+    const seen = await watch(page);
+    const response = await page.goto(stack.workerUrl);
     await expect(page.title()).resolves.toBe("Prepaid credit");
+
+    // The policy the page runs under: its own scripts and Stripe.js's, here the emulator's stand-in.
+    const emulatorOrigin = stack.emulator?.url ?? "";
+    const policy = (await response?.allHeaders())?.["content-security-policy"] ?? "";
+    expect(policy).toMatch(new RegExp(`script-src 'self' https://js\\.stripe\\.com [^;]*${emulatorOrigin.replace(/[.:/]/g, "\\$&")}`));
+    expect(policy).toContain("frame-ancestors 'none'");
+    expect(policy).not.toContain("unsafe-inline");
+    const config: unknown = await page.evaluate(async () => (await (await fetch("/billing/config")).json()) as unknown);
+    expect(config).toEqual({ publishable_key: PUBLISHABLE_KEY, stripe_js_url: `${emulatorOrigin}/v3/`, demo_mode: true });
 
     // Keyboard only: the field is labelled, Enter submits.
     const account = `e2e-${Date.now().toString(36)}`;
@@ -139,14 +213,22 @@ describe.skipIf(!runnable)("the top-up page", () => {
     await page.waitForSelector("#wallet:not([hidden])");
     await page.waitForFunction(() => (document.getElementById("balance") as HTMLElement).dataset.minor === "0");
 
+    // Still by keyboard: Enter in the amount shows the card form, focus moves into it, Enter pays.
     await page.getByLabel("Top-up amount (USD)").fill("12.34");
-    await page.getByRole("button", { name: "Top up" }).click();
-    await page.waitForFunction(() => document.getElementById("status")?.classList.contains("ok"), null, { timeout: 30_000 });
+    await page.keyboard.press("Enter");
+    await page.waitForFunction(() => document.activeElement?.getAttribute("autocomplete") === "cc-number", null, { timeout: 30_000 });
+    await expect(page.getByRole("button", { name: "Pay $12.34" }).isVisible()).resolves.toBe(true);
+    // The stand-in comes prefilled with the test card: type it over, as a customer would.
+    await page.keyboard.press("ControlOrMeta+A");
+    await page.keyboard.type("4242424242424242");
+    await page.$eval("#status", (el) => el.classList.remove("ok", "bad"));
+    await page.keyboard.press("Enter");
+    await expect(statusAnswered(page)).resolves.toEqual({ text: "$12.34 added.", ok: true });
     expect(await minor(page)).toBe(1234);
+    await expect(page.locator("#pay-form").isHidden()).resolves.toBe(true);
 
-    // A double-click is one top-up.
-    await page.getByLabel("Top-up amount (USD)").fill("5.00");
-    await page.getByRole("button", { name: "Top up" }).dblclick();
+    // A double-click on "Top up" and on "Pay" is one top-up and one payment.
+    await expect(topUp(page, "5.00", { how: "dblclick" })).resolves.toEqual({ text: "$5.00 added.", ok: true });
     await page.waitForFunction(() => (document.getElementById("balance") as HTMLElement).dataset.minor === "1734", null, { timeout: 30_000 });
     // Whatever the double-click sent has been answered; Stripe's side below shows no second payment.
     await requests.settled();
@@ -162,18 +244,106 @@ describe.skipIf(!runnable)("the top-up page", () => {
     const customer = intents[0]?.customer ?? "";
     expect((emu?.emulator.store.balanceTransactions.get(customer) ?? []).map((t) => t.amount)).toEqual([-1234, -500]);
 
+    // Stripe.js paid each one once, from the browser, with the publishable key and nothing of ours.
+    const confirms = seen.foreignAuth.filter((r) => /\/v1\/payment_intents\/pi_\w+\/confirm$/.test(r.url));
+    expect(confirms.map((r) => r.url).sort()).toEqual(intents.map((p) => `${emulatorOrigin}/v1/payment_intents/${p.id}/confirm`).sort());
+    const token = (await page.evaluate(() => sessionStorage.getItem("token"))) ?? "";
+    expect(token.length).toBeGreaterThan(20);
+    expect(seen.foreignAuth.every((r) => r.authorization === null || r.authorization === `Bearer ${PUBLISHABLE_KEY}`)).toBe(true);
+    // The bearer token travels in the Authorization header only: in no URL the page asked for.
+    expect(seen.urls.length).toBeGreaterThan(10);
+    expect(seen.urls.filter((u) => u.includes(token))).toEqual([]);
+
     mkdirSync(join(projectRoot, "test-results"), { recursive: true });
     await page.screenshot({ path: join(projectRoot, "test-results", "e2e-topup.png"), fullPage: true });
-    expect(errors).toEqual([]);
+    expect(seen.errors).toEqual([]);
+    expect(seen.violations).toEqual([]);
+
+    // And the policy is what would stop an injected script: an inline one does not run, and says so.
+    const ran = await page.evaluate(() => {
+      const script = document.createElement("script");
+      script.textContent = "window.injected = true";
+      document.body.append(script);
+      return (window as unknown as { injected?: boolean }).injected === true;
+    });
+    expect(ran).toBe(false);
+    await expect.poll(() => seen.violations).toEqual(["script-src-elem inline"]);
   }, 120_000);
+
+  it("says a declined card was declined, credits nothing, and pays with the next card", async () => {
+    const page = await browser.newPage({ viewport: { width: 360, height: 780 } });
+    // The emulator answers a declined confirm 402, which the browser logs.
+    const seen = await watch(page, /status of 402/);
+    await page.goto(stack.workerUrl);
+    const account = `e2e-declined-${Date.now().toString(36)}`;
+    await page.getByLabel("Account id").fill(account);
+    await page.keyboard.press("Enter");
+    await page.waitForFunction(() => (document.getElementById("balance") as HTMLElement).dataset.minor === "0");
+
+    await expect(topUp(page, "7.00", { card: "4000 0000 0000 0002" })).resolves.toEqual({ text: "Your card was declined.", ok: false });
+    // The card form stays, for another card; nothing was credited, on the page or at Stripe.
+    await expect(page.locator("#pay-form").isVisible()).resolves.toBe(true);
+    expect(await minor(page)).toBe(0);
+    const intent = () => [...(stack.emulator?.emulator.store.paymentIntents.values() ?? [])].filter((p) => p.metadata.account_id === account);
+    expect(intent().map((p) => p.status)).toEqual(["requires_payment_method"]);
+
+    // Phone width: the card form fits the screen.
+    expect(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth)).toBe(true);
+    mkdirSync(join(projectRoot, "test-results"), { recursive: true });
+    await page.screenshot({ path: join(projectRoot, "test-results", "e2e-declined.png"), fullPage: true });
+
+    // A mistyped number is caught before anything is sent.
+    await expect(pay(page, "4242 4242 4242 4241")).resolves.toEqual({ text: "Your card number is invalid.", ok: false });
+
+    await expect(pay(page, "4242 4242 4242 4242")).resolves.toEqual({ text: "$7.00 added.", ok: true });
+    expect(await minor(page)).toBe(700);
+    expect(intent().map((p) => p.status)).toEqual(["succeeded"]);
+    await expect(page.locator("#ledger tbody tr").count()).resolves.toBe(1);
+    expect(seen.errors).toEqual([]);
+    expect(seen.violations).toEqual([]);
+  }, 120_000);
+
+  it("credits a payment that comes back from a redirect, and drops the client secret from the address", async () => {
+    const page = await browser.newPage({ viewport: { width: 390, height: 844 } });
+    const seen = await watch(page);
+    await page.goto(stack.workerUrl);
+    await page.getByLabel("Account id").fill(`e2e-return-${Date.now().toString(36)}`);
+    await page.keyboard.press("Enter");
+    await page.waitForFunction(() => (document.getElementById("balance") as HTMLElement).dataset.minor === "0");
+
+    // A top-up paid away from the page, as a bank's page would, with what Stripe.js holds.
+    const made = await page.evaluate(async () => {
+      const res = await fetch("/billing/top_ups", {
+        method: "POST",
+        headers: { "content-type": "application/json", "idempotency-key": crypto.randomUUID(), authorization: `Bearer ${sessionStorage.getItem("token")}` },
+        body: JSON.stringify({ amount: 900, currency: "usd" }),
+      });
+      return (await res.json()) as { payment_intent_id: string; client_secret: string };
+    });
+    const paid = await fetch(`${stack.emulator?.url}/v1/payment_intents/${made.payment_intent_id}/confirm`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${PUBLISHABLE_KEY}`, "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ client_secret: made.client_secret, payment_method: "pm_card_visa" }),
+    });
+    expect(paid.status).toBe(200);
+
+    // Stripe sends the customer back to return_url with the PaymentIntent in the query.
+    const back = new URL(stack.workerUrl);
+    back.searchParams.set("payment_intent", made.payment_intent_id);
+    back.searchParams.set("payment_intent_client_secret", made.client_secret);
+    back.searchParams.set("redirect_status", "succeeded");
+    await page.goto(back.toString());
+    await expect(statusAnswered(page)).resolves.toMatchObject({ ok: true });
+    await page.waitForFunction(() => (document.getElementById("balance") as HTMLElement).dataset.minor === "900", null, { timeout: 30_000 });
+    expect(new URL(page.url()).search).toBe("");
+    expect(seen.errors).toEqual([]);
+    expect(seen.violations).toEqual([]);
+  }, 120_000);
+
   it("uses credit through the seller's API: once per press, once per double-click, until not enough", async () => {
     const page = await browser.newPage({ viewport: { width: 360, height: 780 } });
-    const errors: string[] = [];
-    page.on("pageerror", (e) => errors.push(String(e)));
-    page.on("console", (m) => {
-      // The browser logs each non-2xx fetch; the 401, 402s and 409 below are expected answers.
-      if (m.type() === "error" && !/status of (401|402|409)/.test(m.text())) errors.push(m.text());
-    });
+    // The browser logs each non-2xx fetch; the 401, 402s and 409 below are expected answers.
+    const seen = await watch(page, /status of (401|402|409)/);
     const requests = trackRequests(page);
 
     await page.goto(stack.workerUrl);
@@ -181,8 +351,7 @@ describe.skipIf(!runnable)("the top-up page", () => {
     await page.getByLabel("Account id").fill(account);
     await page.keyboard.press("Enter");
     await availableIs(page, 0);
-    await page.getByLabel("Top-up amount (USD)").fill("5.00");
-    await page.getByRole("button", { name: "Top up" }).click();
+    await expect(topUp(page, "5.00")).resolves.toEqual({ text: "$5.00 added.", ok: true });
     await availableIs(page, 500);
     expect(await page.$eval("#held", (el) => (el as HTMLElement).dataset.minor)).toBe("0");
 
@@ -259,6 +428,7 @@ describe.skipIf(!runnable)("the top-up page", () => {
     expect(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth)).toBe(true);
     mkdirSync(join(projectRoot, "test-results"), { recursive: true });
     await page.screenshot({ path: join(projectRoot, "test-results", "e2e-spend.png"), fullPage: true });
-    expect(errors).toEqual([]);
+    expect(seen.errors).toEqual([]);
+    expect(seen.violations).toEqual([]);
   }, 120_000);
 });

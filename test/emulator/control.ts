@@ -152,9 +152,11 @@ export function controlApi(emu: Emulator): Hono {
   app.get("/stats", (c) => c.json({ ...emu.stats, writes: emu.store.writes, idempotency_keys: emu.keys.size }));
 
   app.post("/idempotency/expire", async (c) => {
-    const pattern = optString(await body(c), "key");
+    const input = await body(c);
+    const pattern = optString(input, "key");
+    const spare = input.spare_retrying_ms;
     const re = pattern === undefined ? undefined : globToRegExp(pattern);
-    return c.json({ expired: emu.keys.expire(re ? (k) => re.test(k) : undefined) });
+    return c.json({ expired: emu.keys.expire(re ? (k) => re.test(k) : undefined, typeof spare === "number" ? spare : 0) });
   });
 
   app.post("/customers", async (c) => {

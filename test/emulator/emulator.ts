@@ -2,12 +2,14 @@
 // the same code runs under Node (`npm run emulator`, the test set-up, the benchmark).
 //
 // Every API request goes through one pipeline, in Stripe's order:
-//   auth (401, not saved) → injected 429 / 409 (not saved) → Idempotency-Key lookup (replay,
-//   409 in use, 400 idempotency_error) → parameter validation (400, not saved) → claim the key →
-//   latency → injected 500 / 400 / drop / hang → run → save the result under the key → answer.
+//   auth (401, not saved; a publishable key only where Stripe.js may call) → injected 429 / 409
+//   (not saved) → Idempotency-Key lookup (replay, 409 in use, 400 idempotency_error) → parameter
+//   validation (400, not saved) → claim the key → latency → injected 500 / 400 / drop / hang →
+//   run → save the result under the key → answer.
 // Fault rules with `replays: true` also fire on an answer replayed from a saved key.
 
 import { Hono, type Context } from "hono";
+import { cors } from "hono/cors";
 import { balanceTransactionEndpoints } from "./balance-transactions.js";
 import { controlApi } from "./control.js";
 import { customerEndpoints } from "./customers.js";
@@ -84,6 +86,8 @@ const REFUSED_400 = {
   body: { error: { type: "invalid_request_error", code: "parameter_invalid", message: "Invalid request: a parameter was refused (injected error_400)." } },
 };
 const KEY_PATTERN = /^(sk|rk)_(test|live)_[A-Za-z0-9_]+$/;
+/** Stripe.js's key: good only where the caller also proves its right to the object (a client_secret). */
+const PUBLISHABLE_KEY_PATTERN = /^pk_(test|live)_[A-Za-z0-9_]+$/;
 
 /** The emulator's whole state and behaviour; `app.fetch` serves it. */
 export class Emulator {
@@ -152,6 +156,18 @@ export class Emulator {
   #buildApp(): Hono {
     const app = new Hono();
     app.route("/_emulator", controlApi(this));
+    // Stripe.js calls the API from the shop's page, on another origin: like Stripe, any origin
+    // may call (no cookies are involved; the key and the client_secret are the credentials).
+    app.use(
+      "/v1/*",
+      cors({
+        origin: "*",
+        allowMethods: ["GET", "POST", "DELETE"],
+        allowHeaders: ["Authorization", "Content-Type", "Idempotency-Key", "Stripe-Version"],
+        exposeHeaders: ["Request-Id"],
+        maxAge: 300,
+      }),
+    );
     for (const endpoint of [...customerEndpoints, ...balanceTransactionEndpoints, ...paymentIntentEndpoints]) {
       app.on(endpoint.method, endpoint.pattern, (c) => this.#serve(c, endpoint));
     }
@@ -193,6 +209,7 @@ export class Emulator {
 
     const finish = (res: Response, extra: Partial<RequestRecord> = {}): Response => {
       Object.assign(record, extra, { status: res.status, duration_ms: Date.now() - started });
+      if (key !== null && (res.status === 409 || res.status === 429 || res.status >= 500)) this.keys.noteRetryable(key);
       this.#print?.(
         `${method} ${url.pathname}${url.search} → ${record.status} ${record.duration_ms}ms` +
           (key ? ` key=${key}` : "") +
@@ -203,7 +220,17 @@ export class Emulator {
     };
 
     const apiKey = apiKeyOf(c.req.header("authorization") ?? "");
-    if (!KEY_PATTERN.test(apiKey)) {
+    const publishable = PUBLISHABLE_KEY_PATTERN.test(apiKey);
+    if (publishable && endpoint.publishable !== true) {
+      return finish(
+        stripeError(requestId, 401, {
+          type: "invalid_request_error",
+          message:
+            "This API call cannot be made with a publishable API key. Please use a secret API key. You can find a list of your API keys at https://dashboard.stripe.com/account/apikeys.",
+        }),
+      );
+    }
+    if (!publishable && !KEY_PATTERN.test(apiKey)) {
       return finish(
         stripeError(requestId, 401, {
           type: "invalid_request_error",
@@ -310,6 +337,7 @@ export class Emulator {
           webhooks: this.webhooks,
           request: { id: requestId, idempotency_key: key },
           livemode,
+          publishable,
           url: url.pathname,
         });
         return saved(requestId, 200, body);

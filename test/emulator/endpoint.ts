@@ -14,6 +14,8 @@ export interface RunContext {
   /** Attached to the events this request causes, as Stripe's `event.request`. */
   request: { id: string; idempotency_key: string | null };
   livemode: boolean;
+  /** The caller used a publishable key (pk_…), as Stripe.js does: only `publishable` endpoints get here. */
+  publishable: boolean;
   url: string;
 }
 
@@ -23,6 +25,11 @@ export interface Endpoint {
   pattern: string;
   spec: FieldSpec;
   required?: readonly string[];
+  /**
+   * Stripe.js may call it with a publishable key, proving its right to the object with the
+   * object's client_secret (checked by `run`). Any other endpoint refuses a publishable key.
+   */
+  publishable?: boolean;
   /**
    * Runs synchronously, so one request's reads and writes are atomic with respect to others.
    * Returns the response body or throws a StripeFailure.

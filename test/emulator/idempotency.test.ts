@@ -1,4 +1,4 @@
-// Stripe's idempotency rules, one row at a time (see /work/shared/STRIPE-FACTS.md): what is
+// Stripe's idempotency rules, one row at a time (docs.stripe.com/api/idempotent_requests): what is
 // replayed, what is refused, what is not saved, and when a key is forgotten.
 
 import Stripe from "stripe";
@@ -289,5 +289,38 @@ describe("key expiry", () => {
     } finally {
       await h.control("POST", "/config", { idempotency_ttl_ms: 24 * 60 * 60 * 1000 });
     }
+  });
+});
+
+describe("forgetting keys without breaking an SDK's retry", () => {
+  it("spare_retrying_ms keeps a key whose request is executing or just failed, and prunes the rest", async () => {
+    const { IdempotencyKeys } = await import("./idempotency.js");
+    const keys = new IdempotencyKeys(24 * 3600_000);
+    const saved = { status: 200, body: "{}", requestId: "req_1" };
+    keys.claim("clean", TX_ENDPOINT, "a");
+    keys.save("clean", saved);
+    keys.claim("executing", TX_ENDPOINT, "a");
+    keys.claim("dropped", TX_ENDPOINT, "a");
+    keys.save("dropped", saved);
+    keys.noteRetryable("dropped");
+    expect(keys.expire(undefined, 60_000)).toBe(1);
+    expect(keys.lookup("clean", TX_ENDPOINT, "a")).toEqual({ kind: "new" });
+    expect(keys.lookup("executing", TX_ENDPOINT, "a")).toEqual({ kind: "in_use" });
+    expect(keys.lookup("dropped", TX_ENDPOINT, "a")).toEqual({ kind: "replay", result: saved });
+    // Once the SDK's retries are over, or without the option, the day passes for every key.
+    expect(keys.expire(undefined, 0)).toBe(2);
+    expect(keys.size).toBe(0);
+  });
+
+  it("a dropped write is replayed to the SDK's retry even when keys are pruned in between", async () => {
+    const key = unique("spare");
+    await h.control("POST", "/faults", { kind: "drop", method: "POST", path: `/v1/customers/${customer.id}/balance_transactions`, key, times: 1 });
+    // The connection drops after the write is applied: the client sees no answer.
+    await expect(credit(key)).rejects.toThrow();
+    expect(await h.control("POST", "/idempotency/expire", { key, spare_retrying_ms: 60_000 })).toEqual({ expired: 0 });
+    const retried = await credit(key);
+    expect(retried.status).toBe(200);
+    expect(retried.headers.get("idempotent-replayed")).toBe("true");
+    expect(await txWrites()).toBe(1);
   });
 });

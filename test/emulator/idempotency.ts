@@ -16,6 +16,8 @@ interface KeyEntry {
   fingerprint: string;
   createdAt: number;
   result: SavedResult | null;
+  /** When a request with this key last ended in a way the client retries on its own (no answer, 409, 429, 5xx). */
+  retryableAt: number | null;
 }
 
 export type KeyLookup =
@@ -39,7 +41,7 @@ export class IdempotencyKeys {
 
   /** Marks `key` as executing; later requests see it in use until saved or released. */
   claim(key: string, endpoint: string, fingerprint: string): void {
-    this.#keys.set(key, { endpoint, fingerprint, createdAt: Date.now(), result: null });
+    this.#keys.set(key, { endpoint, fingerprint, createdAt: Date.now(), result: null, retryableAt: null });
   }
 
   save(key: string, result: SavedResult): void {
@@ -53,10 +55,27 @@ export class IdempotencyKeys {
     if (entry && !entry.result) this.#keys.delete(key);
   }
 
-  /** Prunes keys as Stripe does after their lifetime: all of them, or those matching `match`. */
-  expire(match?: (key: string) => boolean): number {
+  /** A request with `key` ended with no answer, or one the client's SDK retries (409, 429, 5xx). */
+  noteRetryable(key: string): void {
+    const entry = this.#keys.get(key);
+    if (entry) entry.retryableAt = Date.now();
+  }
+
+  /**
+   * Prunes keys as Stripe does after their lifetime: all of them, or those matching `match`.
+   * `spareRetryingMs`: keys whose request is still executing, or whose last request ended
+   * retryably less than that long ago, are kept.
+   * Stripe keeps a key at least 24 hours and an SDK retries within seconds, so a key is never
+   * forgotten between a request and the SDK's automatic retry of it; a test that compresses the
+   * day into a call must not make that happen either.
+   */
+  expire(match?: (key: string) => boolean, spareRetryingMs = 0): number {
     let n = 0;
-    for (const key of [...this.#keys.keys()]) {
+    const now = Date.now();
+    for (const [key, entry] of [...this.#keys.entries()]) {
+      const retrying = entry.retryableAt !== null && now - entry.retryableAt < spareRetryingMs;
+      // A claim with no result is a request still executing: it cannot be a day old either.
+      if (spareRetryingMs > 0 && (retrying || entry.result === null)) continue;
       if (!match || match(key)) {
         this.#keys.delete(key);
         n++;

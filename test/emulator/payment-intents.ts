@@ -150,6 +150,53 @@ function confirm(ctx: RunContext, pi: PaymentIntent, paymentMethod: string | und
   throw noSuch("PaymentMethod", pm, "payment_method");
 }
 
+/**
+ * A publishable key reaches a PaymentIntent only with its client_secret (Stripe.js has it from
+ * the shop's server); without it, or with another, Stripe refuses.
+ */
+function checkClientSecret(pi: PaymentIntent, given: unknown): void {
+  if (given === undefined || given === "") {
+    throw new StripeFailure(400, {
+      type: "invalid_request_error",
+      code: "parameter_missing",
+      param: "client_secret",
+      message: "Missing required param: client_secret.",
+    });
+  }
+  if (given !== pi.client_secret) {
+    throw new StripeFailure(400, {
+      type: "invalid_request_error",
+      param: "client_secret",
+      message: "The client_secret provided does not match the client_secret associated with the PaymentIntent.",
+    });
+  }
+}
+
+/** What Stripe shows a publishable key of a PaymentIntent: no customer, no metadata, no charge. */
+export function clientView(pi: PaymentIntent) {
+  return {
+    id: pi.id,
+    object: pi.object,
+    amount: pi.amount,
+    automatic_payment_methods: pi.automatic_payment_methods,
+    canceled_at: pi.canceled_at,
+    cancellation_reason: pi.cancellation_reason,
+    capture_method: pi.capture_method,
+    client_secret: pi.client_secret,
+    confirmation_method: pi.confirmation_method,
+    created: pi.created,
+    currency: pi.currency,
+    description: pi.description,
+    last_payment_error: pi.last_payment_error,
+    livemode: pi.livemode,
+    next_action: null,
+    payment_method: pi.payment_method,
+    payment_method_types: pi.payment_method_types,
+    receipt_email: pi.receipt_email,
+    status: pi.status,
+  };
+}
+
 function chargeOf(store: Store, pi: PaymentIntent): Charge {
   const charge = pi.latest_charge ? store.charges.get(pi.latest_charge) : undefined;
   if (!charge || pi.status !== "succeeded") {
@@ -280,12 +327,23 @@ export const paymentIntentEndpoints: Endpoint[] = [
   {
     method: "POST",
     pattern: "/v1/payment_intents/:id/confirm",
-    spec: { payment_method: "string", return_url: "string", receipt_email: "string" },
+    spec: { payment_method: "string", return_url: "string", receipt_email: "string", client_secret: "string" },
+    // Stripe.js confirms from the browser with the publishable key and the client_secret.
+    publishable: true,
     run: (ctx) => {
       const pi = ctx.store.paymentIntent(ctx.path.id as string);
-      confirm(ctx, pi, ctx.params.payment_method as string | undefined);
+      if (ctx.publishable) checkClientSecret(pi, ctx.params.client_secret);
+      try {
+        confirm(ctx, pi, ctx.params.payment_method as string | undefined);
+      } catch (err) {
+        // A decline carries the PaymentIntent; a browser gets only its client-side view.
+        if (ctx.publishable && err instanceof StripeFailure && err.body.payment_intent) {
+          throw new StripeFailure(err.status, { ...err.body, payment_intent: clientView(pi) }, err.headers);
+        }
+        throw err;
+      }
       ctx.store.wrote("payment_intent_confirm");
-      return pi;
+      return ctx.publishable ? clientView(pi) : pi;
     },
   },
   {

@@ -1,10 +1,25 @@
 // Runs the emulator as an HTTP server on 127.0.0.1 under Node: `npm run emulator` (foreground,
-// one log line per request), the test set-up and the benchmark. The only Node-specific part is
-// turning a "drop" answer into a closed socket, which the Web-standard app cannot do itself.
+// one log line per request), the test set-up and the benchmark. The Node-specific parts: turning
+// a "drop" answer into a closed socket, which the Web-standard app cannot do itself, and serving
+// the Stripe.js stand-in (stripe-js.js) from disk at /v3/, where js.stripe.com serves Stripe.js.
 
 import { serve, type Http2Bindings, type HttpBindings } from "@hono/node-server";
+import { readFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { DROP_HEADER, Emulator, type EmulatorOptions } from "./emulator.js";
+
+/** Where the stand-in for Stripe.js is served: the page's STRIPE_JS_URL is `<emulator>/v3/`. */
+export const STRIPE_JS_PATH = "/v3/";
+const STRIPE_JS = readFileSync(new URL("./stripe-js.js", import.meta.url), "utf8");
+
+/** The Stripe.js stand-in, for GET and HEAD of /v3/ (and /v3, as js.stripe.com answers both). */
+function stripeJs(request: Request): Response | null {
+  const { pathname } = new URL(request.url);
+  if ((request.method !== "GET" && request.method !== "HEAD") || (pathname !== STRIPE_JS_PATH && pathname !== "/v3")) return null;
+  return new Response(request.method === "HEAD" ? null : STRIPE_JS, {
+    headers: { "content-type": "text/javascript; charset=utf-8", "cache-control": "no-store", "x-content-type-options": "nosniff" },
+  });
+}
 
 export interface RunningEmulator {
   emulator: Emulator;
@@ -22,6 +37,8 @@ export async function startEmulator(port: number, options: EmulatorOptions = {})
         hostname: "127.0.0.1",
         port,
         fetch: async (request: Request, env: HttpBindings | Http2Bindings) => {
+          const script = stripeJs(request);
+          if (script) return script;
           const res = await emulator.fetch(request);
           if (res.headers.has(DROP_HEADER)) {
             // The write (if any) is applied and saved; the caller sees the connection close.

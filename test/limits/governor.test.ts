@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { LIMITS_BINDINGS } from "../bindings.js";
 
 const BUDGET = Number(LIMITS_BINDINGS.STRIPE_RATE_LIMIT);
-const governor = () => env.STRIPE_GOVERNOR.get(env.STRIPE_GOVERNOR.idFromName(`test-${crypto.randomUUID()}`));
+const governor = () => env.STRIPE_GOVERNOR.getByName(`test-${crypto.randomUUID()}`);
 
 describe("the Stripe governor", () => {
   it("spreads a crowd at its budget", async () => {

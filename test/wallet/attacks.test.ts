@@ -12,7 +12,7 @@
 import { abortAllDurableObjects, runDurableObjectAlarm } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import type { Inspection } from "../../src/objects/payment-intent.js";
+import type { Inspection } from "../../src/credit/contract.js";
 import {
   addFault,
   authed,

@@ -5,6 +5,7 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { expect } from "vitest";
+import { accountObject } from "../../src/objects/stubs.js";
 import type { SpendOutcome, SpendRequest, SpendResult, StripeEntryReport, WalletLine } from "../../src/wallet/contract.js";
 import { requestFingerprint } from "../../src/wallet/fingerprint.js";
 import { TEST_BINDINGS } from "../bindings.js";
@@ -12,7 +13,7 @@ import { confirm, emu, paidTopUp, seller } from "../helpers.js";
 
 /** The account object of `accountId`. */
 export function accountStub(accountId: string) {
-  return env.ACCOUNTS.get(env.ACCOUNTS.idFromName(accountId));
+  return accountObject(env, accountId);
 }
 
 /**

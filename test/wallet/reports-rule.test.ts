@@ -2,7 +2,7 @@
 
 import { describe, expect, it } from "vitest";
 import { walletReportsOwed } from "../../src/credit/wallet-reports.js";
-import type { AdjustmentRecord, CreditRecord } from "../../src/objects/credit-store.js";
+import type { AdjustmentRecord, CreditRecord } from "../../src/credit/contract.js";
 
 const credited = {
   payment_intent_id: "pi_1",

@@ -5,7 +5,7 @@
 // reaches the wallet as one `reversal` line.
 
 import { describe, expect, it } from "vitest";
-import type { Inspection } from "../../src/objects/payment-intent.js";
+import type { Inspection } from "../../src/credit/contract.js";
 import {
   addFault,
   answerOf,

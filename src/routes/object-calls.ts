@@ -1,20 +1,11 @@
-// Reaching the Durable Objects from the Worker: stubs by name, and one retry policy for the RPC
-// call itself (Cloudflare marks transient failures `retryable`; an `overloaded` object must not
-// be hammered further). A failed call leaves nothing half-done: the objects' own records decide.
+// Calling the Durable Objects from the routes: one retry policy for the RPC call itself
+// (Cloudflare marks transient failures `retryable`; an `overloaded` object must not be hammered
+// further), and the account → customer pairings this isolate has already seen. A failed call
+// leaves nothing half-done: the objects' own records decide. Stubs come from objects/stubs.ts.
 
-import type { Env } from "../env.js";
 import { ApiError } from "../errors.js";
 import { logEvent } from "../log.js";
-
-/** The PaymentIntent object for `paymentIntentId`. */
-export function paymentIntentObject(env: Env, paymentIntentId: string) {
-  return env.PAYMENT_INTENTS.get(env.PAYMENT_INTENTS.idFromName(paymentIntentId));
-}
-
-/** The Account object for `accountId`. */
-export function accountObject(env: Env, accountId: string) {
-  return env.ACCOUNTS.get(env.ACCOUNTS.idFromName(accountId));
-}
+import { isSettingsError } from "../settings.js";
 
 interface DurableObjectError {
   retryable?: boolean;
@@ -31,7 +22,8 @@ export async function callObject<T>(call: () => Promise<T>): Promise<T> {
     try {
       return await call();
     } catch (err) {
-      if (err instanceof ApiError) throw err;
+      // A setting the object cannot parse will not parse on a retry either: the error boundary says so.
+      if (err instanceof ApiError || isSettingsError(err)) throw err;
       const e = (typeof err === "object" && err !== null ? err : {}) as DurableObjectError;
       if (e.overloaded) throw new ApiError(429, "rate_limited", "Too many requests for this payment; try again shortly.", {}, { "Retry-After": "1" });
       if (e.retryable && attempt < 2) continue;

@@ -9,11 +9,12 @@
 //      finished: read the ledger again, and only if it still has nothing, move to the next key
 //      (`{base}:2`, ...). Any other unknown outcome waits for a later try with the same key.
 //
-// Used by the PaymentIntent object, inside its serialised attempts only.
+// Used by the PaymentIntent object (its credit and reversals, inside its serialised attempts)
+// and by the wallet (its batches of spending, inside its one sync at a time).
 
 import type Stripe from "stripe";
-import { classifyStripeError, type StripeFailure } from "../stripe/errors.js";
-import { attemptKey } from "../stripe/keys.js";
+import type { BalanceTransactions } from "./balance-transactions.js";
+import { attemptKey } from "./keys.js";
 
 /** What one write is and where its attempt state lives. */
 export interface LedgerWrite {
@@ -41,17 +42,14 @@ export interface LedgerEntry {
 
 export type WriteOutcome = { kind: "done"; entry: LedgerEntry; via: string } | { kind: "unavailable"; error: string } | { kind: "refused"; error: string };
 
-/** Stripe's largest page: the fewest calls for a long ledger. */
-const LEDGER_PAGE = 100;
 /** A first key, then a next key after a replayed failure, then one more. */
 const MAX_SENDS = 3;
 
-/** Performs ledger writes and ledger searches for one PaymentIntent object. */
+/** Performs ledger writes and ledger searches, journaling each step. */
 export class LedgerWriter {
   constructor(
-    private readonly stripe: Stripe,
+    private readonly ledger: BalanceTransactions,
     private readonly journal: (step: string, outcome: string, detail: string | null) => void,
-    private readonly countCall: () => void,
   ) {}
 
   /** Writes `w` exactly once, or says why it could not finish now. */
@@ -68,15 +66,12 @@ export class LedgerWriter {
         w.save({ attempt, sent });
       }
       const key = attemptKey(w.keyBase, attempt);
-      let failure: StripeFailure;
-      try {
-        this.countCall();
-        const tx = await this.stripe.customers.createBalanceTransaction(w.customerId, w.params, { idempotencyKey: key });
-        this.journal(step, "done", `${key} → ${tx.id}`);
-        return { kind: "done", entry: entryOf(tx), via: key };
-      } catch (err) {
-        failure = classifyStripeError(err);
+      const sentNow = await this.ledger.create(w.customerId, w.params, key);
+      if (sentNow.ok) {
+        this.journal(step, "done", `${key} → ${sentNow.value.id}`);
+        return { kind: "done", entry: entryOf(sentNow.value), via: key };
       }
+      const failure = sentNow.failure;
       lastError = `${step}: ${failure.message}`;
       this.journal(step, failure.kind, `${key}: ${failure.message}`);
       if (failure.kind === "permanent" || failure.kind === "not_found") return { kind: "refused", error: lastError };
@@ -94,7 +89,7 @@ export class LedgerWriter {
 
   /**
    * The oldest ledger entry of `customerId` that `matches`, scanning newest first all the way
-   * back to `sinceSeconds`, with the SDK's auto-pagination. "None" is answered only from a
+   * back to `sinceSeconds`. "None" is answered only from a
    * complete scan: a scan cut short for any reason is "unavailable", never "none", because
    * "none" lets write() send again under a new key. More than one match means something outside
    * this object wrote too; the oldest is the one that counts, and the journal says so.
@@ -105,17 +100,13 @@ export class LedgerWriter {
     matches: (tx: Stripe.CustomerBalanceTransaction) => boolean,
   ): Promise<LedgerEntry | null | "unavailable"> {
     const found: Stripe.CustomerBalanceTransaction[] = [];
-    let seen = 0;
-    try {
-      this.countCall();
-      for await (const tx of this.stripe.customers.listBalanceTransactions(customerId, { limit: LEDGER_PAGE })) {
-        // The SDK fetches the next page after each full one.
-        if (++seen % LEDGER_PAGE === 1 && seen > 1) this.countCall();
-        if (tx.created < sinceSeconds) break;
-        if (matches(tx)) found.push(tx);
-      }
-    } catch (err) {
-      this.journal("ledger", classifyStripeError(err).kind, classifyStripeError(err).message);
+    const read = await this.ledger.scan(customerId, (tx) => {
+      if (tx.created < sinceSeconds) return "stop";
+      if (matches(tx)) found.push(tx);
+      return "continue";
+    });
+    if (!read.ok) {
+      this.journal("ledger", read.failure.kind, read.failure.message);
       return "unavailable";
     }
     if (found.length > 1) this.journal("ledger", "duplicates", found.map((t) => t.id).join(","));

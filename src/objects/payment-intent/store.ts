@@ -1,0 +1,246 @@
+// Typed, synchronous access to one PaymentIntent object's tables (schema.ts). Every read and
+// write is `ctx.storage.sql.exec`, with no await, which is what lets the object check and set
+// without a race; a change that takes several statements (the record and its journal line) is
+// one `transactionSync`, so a crash never keeps half of it.
+
+import type { AdjustmentRecord, CreditRecord, CreditState, DisputeFact, DisputeStatus, JournalEntry, Notice } from "../../credit/contract.js";
+import { REPORTS_TABLE, SCHEMA } from "./schema.js";
+
+/** Keeps the journal bounded on a PI that fails for days. */
+const JOURNAL_LIMIT = 200;
+
+/**
+ * Typed access to one PaymentIntent object's tables. The schema is created with the first
+ * record, not in the constructor: an object asked about a PI that turns out to be junk (unknown,
+ * someone else's) must leave no storage behind.
+ */
+export class CreditStore {
+  #hasSchema = false;
+  private readonly sql: SqlStorage;
+
+  constructor(private readonly storage: DurableObjectStorage) {
+    this.sql = storage.sql;
+  }
+
+  /** Runs `write` as one transaction: all of its statements land, or none. */
+  #atomically<T>(write: () => T): T {
+    return this.storage.transactionSync(write);
+  }
+
+  #schemaExists(): boolean {
+    if (!this.#hasSchema) {
+      this.#hasSchema = this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'credit'").toArray().length > 0;
+      if (this.#hasSchema) this.sql.exec(REPORTS_TABLE);
+    }
+    return this.#hasSchema;
+  }
+
+  #ensureSchema(): void {
+    if (!this.#schemaExists()) {
+      this.sql.exec(SCHEMA);
+      this.#hasSchema = true;
+    }
+  }
+
+  load(): CreditRecord | null {
+    if (!this.#schemaExists()) return null;
+    const rows = this.sql.exec<Record<string, SqlStorageValue>>("SELECT * FROM credit LIMIT 1").toArray();
+    return rows.length === 0 ? null : (rows[0] as unknown as CreditRecord);
+  }
+
+  /** Records a new PI's state; `fields` are what is known at that point. */
+  insert(paymentIntentId: string, state: CreditState, fields: Partial<CreditRecord> = {}): CreditRecord {
+    this.#ensureSchema();
+    const now = Date.now();
+    const row: CreditRecord = {
+      payment_intent_id: paymentIntentId,
+      state,
+      customer_id: null,
+      amount: null,
+      currency: null,
+      credit_attempt: 1,
+      credit_write: "none",
+      mark_state: "pending",
+      mark_attempts: 0,
+      balance_transaction_id: null,
+      ending_balance: null,
+      credited_by: null,
+      reason: null,
+      last_error: null,
+      retry_count: 0,
+      next_retry_at: null,
+      listed: 0,
+      account_id: null,
+      created_at: now,
+      updated_at: now,
+      credited_at: null,
+      ...fields,
+    };
+    const cols = Object.keys(row);
+    this.#atomically(() => {
+      this.sql.exec(`INSERT INTO credit (${cols.join(", ")}) VALUES (${cols.map(() => "?").join(", ")})`, ...cols.map((c) => row[c as keyof CreditRecord]));
+      this.journal("state", state, fields.reason ?? null);
+    });
+    return row;
+  }
+
+  /**
+   * Forgets a not_creditable verdict so that the PI is assessed again (an operator's retry after
+   * a setting changed, say the older server's top-ups being admitted). Nothing was credited, so
+   * nothing is lost; the journal keeps the old verdict.
+   */
+  forgetRefusal(): void {
+    this.#atomically(() => {
+      this.journal("state", "reassess", this.load()?.reason ?? null);
+      this.sql.exec("DELETE FROM credit WHERE state = 'not_creditable'");
+    });
+  }
+
+  /** Applies `patch` to the row and returns the new record. */
+  update(patch: Partial<Omit<CreditRecord, "payment_intent_id" | "created_at">>): CreditRecord {
+    const entries = Object.entries({ ...patch, updated_at: Date.now() });
+    return this.#atomically(() => {
+      this.sql.exec(`UPDATE credit SET ${entries.map(([k]) => `${k} = ?`).join(", ")}`, ...entries.map(([, v]) => v as SqlStorageValue));
+      if (patch.state) this.journal("state", patch.state, patch.reason ?? null);
+      const rec = this.load();
+      if (!rec) throw new Error("credit record vanished during update");
+      return rec;
+    });
+  }
+
+  /** Raises the cumulative refunded amount (events arrive out of order; it never goes down). */
+  noteRefunded(amountRefunded: number): number {
+    this.#ensureSchema();
+    this.sql.exec(
+      "INSERT INTO facts (name, value) VALUES ('amount_refunded', ?) ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)",
+      amountRefunded,
+    );
+    return this.refunded();
+  }
+
+  refunded(): number {
+    if (!this.#schemaExists()) return 0;
+    const row = this.sql.exec<{ value: number }>("SELECT value FROM facts WHERE name = 'amount_refunded'").toArray()[0];
+    return row?.value ?? 0;
+  }
+
+  /** Records what a dispute event says; a closed dispute stays closed whatever arrives later. */
+  noteDispute(disputeId: string, amount: number, status: DisputeStatus): void {
+    this.#ensureSchema();
+    this.sql.exec(
+      `INSERT INTO disputes (dispute_id, amount, status, first_seen) VALUES (?, ?, ?, ?)
+       ON CONFLICT (dispute_id) DO UPDATE SET status = CASE WHEN status = 'open' THEN excluded.status ELSE status END`,
+      disputeId,
+      amount,
+      status,
+      Date.now(),
+    );
+  }
+
+  disputes(): DisputeFact[] {
+    if (!this.#schemaExists()) return [];
+    return this.sql.exec<Record<string, SqlStorageValue>>("SELECT * FROM disputes ORDER BY first_seen, dispute_id").toArray() as unknown as DisputeFact[];
+  }
+
+  adjustments(): AdjustmentRecord[] {
+    if (!this.#schemaExists()) return [];
+    return this.sql
+      .exec<Record<string, SqlStorageValue>>("SELECT * FROM adjustments ORDER BY created_at, operation")
+      .toArray() as unknown as AdjustmentRecord[];
+  }
+
+  /** Plans an adjustment (durably, before any Stripe write for it). */
+  planAdjustment(a: Pick<AdjustmentRecord, "operation" | "kind" | "direction" | "amount" | "dispute_id">): void {
+    this.#ensureSchema();
+    const now = Date.now();
+    this.#atomically(() => {
+      this.sql.exec(
+        "INSERT INTO adjustments (operation, kind, direction, amount, dispute_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (operation) DO NOTHING",
+        a.operation,
+        a.kind,
+        a.direction,
+        a.amount,
+        a.dispute_id,
+        now,
+        now,
+      );
+      this.journal("adjust", "planned", `${a.operation} ${a.direction} ${a.amount}`);
+    });
+  }
+
+  updateAdjustment(operation: string, patch: Partial<Omit<AdjustmentRecord, "operation" | "created_at">>): void {
+    const entries = Object.entries({ ...patch, updated_at: Date.now() });
+    this.sql.exec(
+      `UPDATE adjustments SET ${entries.map(([k]) => `${k} = ?`).join(", ")} WHERE operation = ?`,
+      ...entries.map(([, v]) => v as SqlStorageValue),
+      operation,
+    );
+  }
+
+  /**
+   * Reopens an adjustment Stripe refused, for an operator's retry: a new key (the refusal may be
+   * saved under the old one), and "sent" so that the ledger is searched before anything is written.
+   */
+  reopenAdjustment(operation: string): void {
+    this.#atomically(() => {
+      this.sql.exec(
+        "UPDATE adjustments SET state = 'pending', attempt = attempt + 1, sent = 1, last_error = NULL, updated_at = ? WHERE operation = ? AND state = 'needs_attention'",
+        Date.now(),
+        operation,
+      );
+      this.journal("adjust", "reopened", operation);
+    });
+  }
+
+  /** The ledger entries the account's wallet has acknowledged. */
+  reported(): Set<string> {
+    if (!this.#schemaExists()) return new Set();
+    return new Set(
+      this.sql
+        .exec<{ balance_transaction_id: string }>("SELECT balance_transaction_id FROM reports")
+        .toArray()
+        .map((r) => r.balance_transaction_id),
+    );
+  }
+
+  noteReported(ids: string[]): void {
+    this.#atomically(() => {
+      for (const id of ids) this.sql.exec("INSERT INTO reports (balance_transaction_id, reported_at) VALUES (?, ?) ON CONFLICT DO NOTHING", id, Date.now());
+    });
+  }
+
+  /** Remembers a payment_intent.succeeded webhook that came before any record. */
+  noteNotice(paymentIntentId: string): void {
+    this.#ensureSchema();
+    this.sql.exec("INSERT INTO notice (payment_intent_id, received_at) VALUES (?, ?) ON CONFLICT (payment_intent_id) DO NOTHING", paymentIntentId, Date.now());
+  }
+
+  notice(): Notice | null {
+    if (!this.#schemaExists()) return null;
+    return (this.sql.exec<Record<string, SqlStorageValue>>("SELECT * FROM notice LIMIT 1").toArray()[0] as unknown as Notice | undefined) ?? null;
+  }
+
+  /** Counts one more try of the notice and returns it. */
+  bumpNotice(): number {
+    this.sql.exec("UPDATE notice SET attempts = attempts + 1");
+    return this.notice()?.attempts ?? 0;
+  }
+
+  clearNotice(): void {
+    if (this.#schemaExists()) this.sql.exec("DELETE FROM notice");
+  }
+
+  /** Appends one line to the journal; only once a record exists (junk leaves no trace). */
+  journal(step: string, outcome: string, detail: string | null): void {
+    if (!this.#schemaExists()) return;
+    this.#atomically(() => {
+      this.sql.exec("INSERT INTO journal (at, step, outcome, detail) VALUES (?, ?, ?, ?)", Date.now(), step, outcome, detail);
+      this.sql.exec("DELETE FROM journal WHERE seq <= (SELECT MAX(seq) FROM journal) - ?", JOURNAL_LIMIT);
+    });
+  }
+
+  journalEntries(): JournalEntry[] {
+    if (!this.#schemaExists()) return [];
+    return this.sql.exec<Record<string, SqlStorageValue>>("SELECT * FROM journal ORDER BY seq").toArray() as unknown as JournalEntry[];
+  }
+}

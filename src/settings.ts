@@ -1,0 +1,227 @@
+// Every setting the service reads, parsed by one zod schema, once per `env` object. The names
+// are the design's (wrangler.toml [vars], secrets, .dev.vars). A value that does not parse is an
+// error naming the setting, never a silent default: a typo in TOPUP_MAX or REVERSE_ON_REFUND
+// must stop the service, not change what it does with money. Unset or empty is the default.
+//
+// Parsed per `env` object (a WeakMap), not per isolate: tests and `wrangler dev --var` hand in
+// other envs, and each gets its own settings.
+
+import { z } from "zod";
+import { parseLegacyTopUps, type LegacyTopUps } from "./credit/top-up.js";
+
+/** A setting that is set to a value the schema refuses; the message names the setting. */
+export class SettingsError extends Error {
+  override name = "SettingsError";
+}
+
+const PREFIX = "Invalid settings:";
+
+/**
+ * True for a SettingsError, also one thrown inside a Durable Object: over RPC it arrives as a
+ * plain Error (the class does not cross), with its message, which `parseSettings` starts with
+ * PREFIX.
+ */
+export function isSettingsError(err: unknown): boolean {
+  return err instanceof SettingsError || (err instanceof Error && err.message.startsWith(PREFIX));
+}
+
+/** Unset and "" (wrangler.toml writes empty vars as "") both mean "the default". */
+const blank = (v: unknown) => (typeof v === "string" && v.trim() === "" ? undefined : v);
+
+const whole = (fallback: number) =>
+  z.preprocess(
+    blank,
+    z
+      .string()
+      .trim()
+      .regex(/^\d+$/, "must be a whole number, 0 or more")
+      .transform(Number)
+      .optional()
+      .transform((n) => n ?? fallback),
+  );
+
+const flag = (fallback: boolean) =>
+  z.preprocess(
+    blank,
+    z
+      .string()
+      .trim()
+      .toLowerCase()
+      .pipe(z.enum(["true", "false"], { error: 'must be "true" or "false"' }))
+      .transform((v) => v === "true")
+      .optional()
+      .transform((v) => v ?? fallback),
+  );
+
+/** Comma-separated values, blanks dropped. */
+const list = z.preprocess(
+  blank,
+  z
+    .string()
+    .optional()
+    .transform((s) =>
+      (s ?? "")
+        .split(",")
+        .map((v) => v.trim())
+        .filter((v) => v !== ""),
+    ),
+);
+
+const text = z.preprocess(blank, z.string().trim().optional());
+/**
+ * A host of letters, digits, dots and hyphens, or an IPv6 literal. URL parsing lets through
+ * characters such as ";" and ",", which would end a directive or a policy where STRIPE_JS_URL's
+ * origin is written into the page's Content-Security-Policy (src/security.ts).
+ */
+const HOSTNAME = /^(?:[A-Za-z0-9_-]+\.)*[A-Za-z0-9_-]+\.?$|^\[[0-9A-Fa-f:.]+\]$/;
+const url = (fallback?: string) =>
+  z.preprocess(
+    blank,
+    z
+      .url({ protocol: /^https?$/, hostname: HOSTNAME, error: "must be an http(s) URL" })
+      .optional()
+      .transform((u) => u ?? fallback),
+  );
+
+const currencies = z.preprocess(
+  blank,
+  z
+    .string()
+    .optional()
+    .transform((s) =>
+      (s ?? "usd")
+        .split(",")
+        .map((c) => c.trim().toLowerCase())
+        .filter((c) => c !== ""),
+    )
+    .pipe(z.array(z.string().regex(/^[a-z]{3}$/, "must be three-letter ISO currency codes, comma-separated")).min(1, "must name at least one currency")),
+);
+
+const Schema = z
+  .object({
+    STRIPE_SECRET_KEY: z.string({ error: "must be set (sk_test_… or sk_live_…)" }).trim().min(1, "must be set (sk_test_… or sk_live_…)"),
+    STRIPE_API_BASE: url("https://api.stripe.com"),
+    /** Several (comma-separated) while an endpoint secret is being rolled. */
+    STRIPE_WEBHOOK_SECRET: list,
+    /** Published to every browser (GET /billing/config): only a publishable key, never a secret one put here by mistake. */
+    STRIPE_PUBLISHABLE_KEY: z.preprocess(
+      blank,
+      z
+        .string()
+        .trim()
+        .regex(/^pk_(test|live)_[A-Za-z0-9_]+$/, "must be a publishable key (pk_test_… or pk_live_…)")
+        .optional(),
+    ),
+    /** Where the page loads Stripe.js from: Stripe's own, or the emulator's stand-in locally. */
+    STRIPE_JS_URL: url("https://js.stripe.com/v3/"),
+    STRIPE_TIMEOUT_MS: whole(10_000),
+    STRIPE_MAX_NETWORK_RETRIES: whole(2),
+    STRIPE_RATE_LIMIT: whole(20),
+    STRIPE_SYNC_SECONDS: whole(60),
+    AUTH_JWT_SECRET: text,
+    AUTH_JWKS_URL: url(),
+    AUTH_ISSUER: text,
+    AUTH_AUDIENCE: text,
+    ALLOWED_ORIGINS: list,
+    DEMO_MODE: flag(false),
+    OPERATOR_TOKEN: text,
+    SERVICE_TOKEN: list,
+    REVERSE_ON_REFUND: flag(true),
+    TOPUP_MIN: whole(500),
+    TOPUP_MAX: whole(100_000),
+    TOPUP_CURRENCIES: currencies,
+    LEGACY_TOPUP_METADATA: text,
+    LEGACY_TOPUP_CREATED_BEFORE: text,
+    CONFIRM_LIMIT_PER_MINUTE: whole(120),
+    CONFIRM_IP_LIMIT_PER_MINUTE: whole(600),
+    TOPUP_LIMIT_PER_MINUTE: whole(20),
+    TOPUP_IP_LIMIT_PER_MINUTE: whole(60),
+    OBJECT_QUEUE_LIMIT: whole(100),
+  })
+  .superRefine((s, ctx) => {
+    if (s.TOPUP_MIN < 1) ctx.addIssue({ code: "custom", path: ["TOPUP_MIN"], message: "must be at least 1" });
+    if (s.TOPUP_MAX < s.TOPUP_MIN) ctx.addIssue({ code: "custom", path: ["TOPUP_MAX"], message: "must be at least TOPUP_MIN" });
+    if (s.AUTH_JWKS_URL && (!s.AUTH_ISSUER || !s.AUTH_AUDIENCE)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["AUTH_JWKS_URL"],
+        message: "needs AUTH_ISSUER and AUTH_AUDIENCE (else any token the provider issued for another application is accepted)",
+      });
+    }
+    const legacy = parseLegacyTopUps(s);
+    if (!legacy.ok) ctx.addIssue({ code: "custom", path: [], message: legacy.error });
+  })
+  .transform((s) => {
+    const legacy = parseLegacyTopUps(s);
+    return {
+      stripe: {
+        secretKey: s.STRIPE_SECRET_KEY,
+        apiBase: s.STRIPE_API_BASE as string,
+        webhookSecrets: s.STRIPE_WEBHOOK_SECRET,
+        publishableKey: s.STRIPE_PUBLISHABLE_KEY ?? null,
+        jsUrl: s.STRIPE_JS_URL as string,
+        timeoutMs: s.STRIPE_TIMEOUT_MS,
+        maxNetworkRetries: s.STRIPE_MAX_NETWORK_RETRIES,
+        /** Calls per second for the whole service; 0 = no governor. */
+        rateLimit: s.STRIPE_RATE_LIMIT,
+        /** A live key credits only live PaymentIntents, a test key only test ones. */
+        liveKey: s.STRIPE_SECRET_KEY.startsWith("sk_live_") || s.STRIPE_SECRET_KEY.startsWith("rk_live_"),
+      },
+      auth: {
+        jwtSecret: s.AUTH_JWT_SECRET ?? null,
+        jwksUrl: s.AUTH_JWKS_URL ?? null,
+        issuer: s.AUTH_ISSUER ?? null,
+        audience: s.AUTH_AUDIENCE ?? null,
+        operatorToken: s.OPERATOR_TOKEN ?? null,
+        serviceTokens: s.SERVICE_TOKEN,
+      },
+      allowedOrigins: s.ALLOWED_ORIGINS,
+      demoMode: s.DEMO_MODE,
+      reverseOnRefund: s.REVERSE_ON_REFUND,
+      topUps: {
+        min: s.TOPUP_MIN,
+        max: s.TOPUP_MAX,
+        currencies: s.TOPUP_CURRENCIES,
+        /** The first accepted currency: a new wallet's until its first credit says otherwise. */
+        defaultCurrency: s.TOPUP_CURRENCIES[0] as string,
+        legacy: legacy.ok ? legacy.legacy : null,
+      },
+      limits: {
+        confirmPerAccount: s.CONFIRM_LIMIT_PER_MINUTE,
+        confirmPerAddress: s.CONFIRM_IP_LIMIT_PER_MINUTE,
+        topUpPerAccount: s.TOPUP_LIMIT_PER_MINUTE,
+        topUpPerAddress: s.TOPUP_IP_LIMIT_PER_MINUTE,
+        /** Browsers of one customer waiting on one PaymentIntent object's attempt in flight. */
+        objectQueue: s.OBJECT_QUEUE_LIMIT,
+      },
+      /** Seconds from an account's first unsynced debit to its batch write; 0 = each debit at once. */
+      syncSeconds: s.STRIPE_SYNC_SECONDS,
+    };
+  });
+
+export type Settings = z.output<typeof Schema>;
+export type { LegacyTopUps };
+
+/** The raw values the schema reads: every binding is a string (or absent). */
+export type SettingsSource = { [K in keyof z.input<typeof Schema>]?: string | undefined };
+
+const parsed = new WeakMap<object, Settings>();
+
+/** The settings of `env`, parsed on first use; throws SettingsError naming every bad setting. */
+export function settings(env: SettingsSource): Settings {
+  let found = parsed.get(env);
+  if (!found) {
+    found = parseSettings(env);
+    parsed.set(env, found);
+  }
+  return found;
+}
+
+/** Parses without caching (npm start checks .dev.vars with it before starting anything). */
+export function parseSettings(env: SettingsSource): Settings {
+  const result = Schema.safeParse(env);
+  if (result.success) return result.data;
+  // The setting's name, not a position inside it (TOPUP_CURRENCIES, not TOPUP_CURRENCIES.1).
+  const problems = result.error.issues.map((i) => (i.path.length > 0 ? `${String(i.path[0])} ${i.message}` : i.message));
+  throw new SettingsError(`${PREFIX} ${problems.join("; ")}`);
+}
