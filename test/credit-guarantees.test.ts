@@ -37,6 +37,7 @@ import {
   topUpMetadata,
   waitForObject,
   type Answer,
+  refuseCreditOnce,
 } from "./helpers.js";
 
 const operatorHeaders = { authorization: `Bearer ${TEST_BINDINGS.OPERATOR_TOKEN}` };
@@ -248,13 +249,7 @@ describe("one attempt at a time", () => {
 describe("the mark never outlives a refused credit", () => {
   it("Stripe refuses the credit: the PI is unmarked and the record needs an operator", async () => {
     const { customer, pi, token } = await paidTopUp(650);
-    const refuse = await addFault({
-      kind: "error_400",
-      method: "POST",
-      path: `/v1/customers/${customer.id}/balance_transactions`,
-      key: `credit-tx:${pi.id}*`,
-      times: 1,
-    });
+    const refuse = await refuseCreditOnce(customer.id, pi.id);
     const answer = await answerOf(await confirm(token, pi.id));
     await removeFault(refuse);
     expect(answer).toMatchObject({ status: 409, code: "credit_needs_attention" });
@@ -266,13 +261,7 @@ describe("the mark never outlives a refused credit", () => {
 
   it("the withdrawal fails: retried from the alarm until the PI is unmarked", async () => {
     const { customer, pi, token } = await paidTopUp(660);
-    const refuse = await addFault({
-      kind: "error_400",
-      method: "POST",
-      path: `/v1/customers/${customer.id}/balance_transactions`,
-      key: `credit-tx:${pi.id}*`,
-      times: 1,
-    });
+    const refuse = await refuseCreditOnce(customer.id, pi.id);
     const unmark = await addFault({
       kind: "error_500",
       saved: false,

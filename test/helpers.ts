@@ -3,10 +3,11 @@
 // handler. The emulator is shared by every test file of the run, so tests never reset it: each
 // uses its own accounts and PaymentIntents and scopes latency and faults to their paths.
 
-import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { createExecutionContext, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { SignJWT } from "jose";
 import { expect } from "vitest";
+import { buildApp } from "../src/app.js";
 import { TOP_UP_MARKER } from "../src/credit/top-up.js";
 import type { Inspection } from "../src/credit/contract.js";
 import { TEST_BINDINGS } from "./bindings.js";
@@ -156,6 +157,17 @@ export async function ledgerFor(customerId: string, paymentIntentId?: string): P
 /** Adds a fault rule to the emulator; returns its id for `removeFault`. */
 export async function addFault(rule: Record<string, unknown>): Promise<number> {
   return (await emu<{ id: number }>("/faults", rule)).id;
+}
+
+/** Stripe refuses this PaymentIntent's next credit write (a permanent 400): the credit then needs an operator. */
+export function refuseCreditOnce(customerId: string, paymentIntentId: string): Promise<number> {
+  return addFault({
+    kind: "error_400",
+    method: "POST",
+    path: `/v1/customers/${customerId}/balance_transactions`,
+    key: `credit-tx:${paymentIntentId}*`,
+    times: 1,
+  });
 }
 
 /** Removes one fault rule (never all: other test files share the emulator). */
@@ -409,4 +421,21 @@ export async function operatorEntry(paymentIntentId: string): Promise<{ state: s
     await call("/operator/credits?limit=200", { headers: { authorization: `Bearer ${TEST_BINDINGS.OPERATOR_TOKEN}` } }),
   );
   return listed.data.find((e) => e.payment_intent_id === paymentIntentId) ?? null;
+}
+
+/** The Worker over `vars` on top of the test bindings (the asset store included): a deployment configured otherwise. */
+export function callWith(vars: Record<string, unknown>, path: string, init: RequestInit = {}): Promise<Response> {
+  return Promise.resolve(buildApp().fetch(new Request(`${ORIGIN}${path}`, init), { ...env, ...vars }, createExecutionContext()));
+}
+
+/** A Content-Security-Policy's directives by name, each with its sources. */
+export function policyDirectives(policy: string | null): Map<string, string[]> {
+  if (policy === null) throw new Error("no Content-Security-Policy header");
+  return new Map(
+    policy
+      .split(";")
+      .map((d) => d.trim().split(/\s+/))
+      .filter((parts) => parts[0])
+      .map(([name, ...sources]) => [name as string, sources]),
+  );
 }

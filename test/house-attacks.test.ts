@@ -11,7 +11,6 @@ import { buildApp } from "../src/app.js";
 import { TEST_BINDINGS } from "./bindings.js";
 import {
   ORIGIN,
-  addFault,
   alarmOf,
   answerOf,
   authed,
@@ -27,26 +26,13 @@ import {
   stripeRequests,
   tokenFor,
   waitForObject,
+  refuseCreditOnce,
+  callWith,
+  policyDirectives,
 } from "./helpers.js";
 
 /** Stripe.js from Stripe, a publishable key, demo off: as deployed. */
 const DEPLOYED = { STRIPE_JS_URL: "", STRIPE_PUBLISHABLE_KEY: "pk_test_house", DEMO_MODE: "false" };
-
-/** The Worker over `vars` on top of the test bindings (the asset store included). */
-function callWith(vars: Record<string, unknown>, path: string, init: RequestInit = {}): Promise<Response> {
-  return Promise.resolve(buildApp().fetch(new Request(`${ORIGIN}${path}`, init), { ...env, ...vars }, createExecutionContext()));
-}
-
-function directives(policy: string | null): Map<string, string[]> {
-  expect(policy).not.toBeNull();
-  return new Map(
-    (policy ?? "")
-      .split(";")
-      .map((d) => d.trim().split(/\s+/))
-      .filter((parts) => parts[0])
-      .map(([name, ...sources]) => [name as string, sources]),
-  );
-}
 
 /** The headers every answer must carry, and a policy under which no injected or foreign script runs. */
 function expectGuarded(res: Response, what: string): void {
@@ -56,7 +42,7 @@ function expectGuarded(res: Response, what: string): void {
   const policy = res.headers.get("content-security-policy");
   expect(policy, what).not.toBeNull();
   expect(policy, what).not.toMatch(/unsafe-inline|unsafe-eval|unsafe-hashes|strict-dynamic|\s\*(\s|;|$)|data:\s*[^;]*script/);
-  const csp = directives(policy);
+  const csp = policyDirectives(policy);
   expect(csp.get("frame-ancestors"), what).toEqual(["'none'"]);
   expect(csp.get("base-uri"), what).toEqual(["'none'"]);
   const scripts = csp.get("script-src") ?? csp.get("default-src");
@@ -69,7 +55,7 @@ function expectGuarded(res: Response, what: string): void {
 /** An API answer: a JSON document that may load, frame or run nothing. */
 function expectApiPolicy(res: Response, what: string): void {
   expectGuarded(res, what);
-  expect(directives(res.headers.get("content-security-policy")).get("default-src"), what).toEqual(["'none'"]);
+  expect(policyDirectives(res.headers.get("content-security-policy")).get("default-src"), what).toEqual(["'none'"]);
 }
 
 /** A 4xx with the contract's stable error shape. */
@@ -111,7 +97,7 @@ describe("every answer carries the headers, and no policy lets an injected or fo
     for (const [what, res] of page) {
       expect(res.status, what).toBe(200);
       expectGuarded(res, what);
-      expect(directives(res.headers.get("content-security-policy")).get("script-src"), what).toEqual([
+      expect(policyDirectives(res.headers.get("content-security-policy")).get("script-src"), what).toEqual([
         "'self'",
         "https://js.stripe.com",
         "https://*.js.stripe.com",
@@ -125,14 +111,14 @@ describe("every answer carries the headers, and no policy lets an injected or fo
     const res = await callWith(DEPLOYED, "/", { headers: { "if-none-match": etag ?? "" } });
     expect(res.status).toBe(304);
     expectGuarded(res, "conditional GET /");
-    expect(directives(res.headers.get("content-security-policy")).get("script-src")).toContain("'self'");
+    expect(policyDirectives(res.headers.get("content-security-policy")).get("script-src")).toContain("'self'");
   });
 
   it("other paths to the page's file are not the page: no HTML without its policy", async () => {
     for (const path of ["/index.html", "/index", "//", "/index.html/", "/%2F", "/./index.html", "/INDEX.HTML"]) {
       const res = await callWith(DEPLOYED, path);
       expectGuarded(res, path);
-      if (res.status === 200) expect(directives(res.headers.get("content-security-policy")).get("script-src"), path).toBeDefined();
+      if (res.status === 200) expect(policyDirectives(res.headers.get("content-security-policy")).get("script-src"), path).toBeDefined();
       else expect(res.headers.get("content-type") ?? "", path).not.toMatch(/html/);
     }
   });
@@ -235,7 +221,7 @@ describe("every answer carries the headers, and no policy lets an injected or fo
       }
       const policy = res.headers.get("content-security-policy") ?? "";
       expect(policy.split(",")).toHaveLength(1);
-      const csp = directives(policy);
+      const csp = policyDirectives(policy);
       expect([...csp.keys()].sort(), jsUrl).toEqual(
         ["base-uri", "connect-src", "default-src", "form-action", "frame-ancestors", "frame-src", "img-src", "object-src", "script-src", "style-src"].sort(),
       );
@@ -345,13 +331,7 @@ describe("a stranger over its confirm limit learns nothing of another account's 
     expect((await answerOf(await confirm(victim.token, refused.id))).status).toBe(422);
     // One that needs an operator: Stripe refused its credit.
     const stuck = await paidTopUp(2100);
-    const fault = await addFault({
-      kind: "error_400",
-      method: "POST",
-      path: `/v1/customers/${stuck.customer.id}/balance_transactions`,
-      key: `credit-tx:${stuck.pi.id}*`,
-      times: 1,
-    });
+    const fault = await refuseCreditOnce(stuck.customer.id, stuck.pi.id);
     expect((await answerOf(await confirm(stuck.token, stuck.pi.id))).code).toBe("credit_needs_attention");
     await removeFault(fault);
 
@@ -441,13 +421,7 @@ describe("GET /operator/credits", () => {
 
   it("changes nothing in the PaymentIntent objects and calls Stripe for none of them", async () => {
     const stuck = await paidTopUp(2300);
-    const fault = await addFault({
-      kind: "error_400",
-      method: "POST",
-      path: `/v1/customers/${stuck.customer.id}/balance_transactions`,
-      key: `credit-tx:${stuck.pi.id}*`,
-      times: 1,
-    });
+    const fault = await refuseCreditOnce(stuck.customer.id, stuck.pi.id);
     expect((await answerOf(await confirm(stuck.token, stuck.pi.id))).code).toBe("credit_needs_attention");
     await removeFault(fault);
     const settled = await waitForObject(stuck.pi.id, (i) => i.record?.mark_state === "withdrawn");

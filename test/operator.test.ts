@@ -23,6 +23,7 @@ import {
   settledCredit,
   tokenFor,
   waitForObject,
+  refuseCreditOnce,
 } from "./helpers.js";
 
 const auth = { authorization: `Bearer ${TEST_BINDINGS.OPERATOR_TOKEN}` };
@@ -143,13 +144,7 @@ describe("operator routes", () => {
   it("only read: listing twice gives the same answer and changes neither the PI object nor the registry", async () => {
     const { customer, pi, token } = await paidTopUp(1600);
     // Stripe refuses the credit: the PI needs an operator, and nothing runs on its own meanwhile.
-    const refuse = await addFault({
-      kind: "error_400",
-      method: "POST",
-      path: `/v1/customers/${customer.id}/balance_transactions`,
-      key: `credit-tx:${pi.id}*`,
-      times: 1,
-    });
+    const refuse = await refuseCreditOnce(customer.id, pi.id);
     expect((await confirm(token, pi.id)).status).toBe(409);
     await removeFault(refuse);
     await waitForObject(pi.id, (i) => i.record?.mark_state === "withdrawn");

@@ -9,7 +9,6 @@ import { describe, expect, it } from "vitest";
 import { buildApp } from "../src/app.js";
 import {
   ORIGIN,
-  addFault,
   alarmOf,
   answerOf,
   createCustomer,
@@ -21,6 +20,7 @@ import {
   stripeRequests,
   tokenFor,
   topUpMetadata,
+  refuseCreditOnce,
 } from "./helpers.js";
 
 const perAccount = { ...env, CONFIRM_LIMIT_PER_MINUTE: "1" };
@@ -65,13 +65,7 @@ describe("a confirm over the limit", () => {
   it("is answered a refusal already recorded", async () => {
     const { customer, pi, token } = await paidTopUp(1300);
     const ip = newIp();
-    const refuse = await addFault({
-      kind: "error_400",
-      method: "POST",
-      path: `/v1/customers/${customer.id}/balance_transactions`,
-      key: `credit-tx:${pi.id}*`,
-      times: 1,
-    });
+    const refuse = await refuseCreditOnce(customer.id, pi.id);
     expect(await confirmUnder(perAccount, token, pi.id, ip)).toMatchObject({ status: 409, code: "credit_needs_attention" });
     await removeFault(refuse);
     expect(await confirmUnder(perAccount, token, pi.id, ip)).toMatchObject({ status: 409, code: "credit_needs_attention" });

@@ -9,7 +9,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { AttentionEntry } from "../src/objects/contract.js";
 import { CreditRegistry } from "../src/objects/registry.js";
-import { addFault, confirm, paidTopUp, piObject, removeFault, settledCredit, waitForObject } from "./helpers.js";
+import { confirm, paidTopUp, piObject, removeFault, settledCredit, waitForObject, refuseCreditOnce } from "./helpers.js";
 
 const freshRegistry = () => env.CREDIT_REGISTRY.getByName(`test-${crypto.randomUUID()}`);
 
@@ -46,13 +46,7 @@ function rows(registry: ReturnType<typeof freshRegistry>) {
 /** A PI whose credit Stripe refused: it needs an operator, with no alarm left to change it. */
 async function refusedCredit() {
   const { customer, pi, token } = await paidTopUp(1700);
-  const refuse = await addFault({
-    kind: "error_400",
-    method: "POST",
-    path: `/v1/customers/${customer.id}/balance_transactions`,
-    key: `credit-tx:${pi.id}*`,
-    times: 1,
-  });
+  const refuse = await refuseCreditOnce(customer.id, pi.id);
   expect((await confirm(token, pi.id)).status).toBe(409);
   await removeFault(refuse);
   return waitForObject(pi.id, (i) => i.record?.mark_state === "withdrawn");

@@ -2,40 +2,22 @@
 // its Content-Security-Policy can name the configured Stripe.js origin) and every API answer,
 // errors included. HSTS only where the request came over https to a host that is not local.
 
-import { createExecutionContext } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { buildApp } from "../src/app.js";
+
 import { pagePolicy } from "../src/security.js";
 import { settings } from "../src/settings.js";
-import { call, ORIGIN } from "./helpers.js";
+import { call, callWith, policyDirectives } from "./helpers.js";
 
 /** Stripe.js from Stripe, a publishable key, demo off: as deployed, whatever a local .dev.vars says. */
 const DEPLOYED = { STRIPE_JS_URL: "", STRIPE_PUBLISHABLE_KEY: "pk_test_page", DEMO_MODE: "false" };
-
-/** The Worker with `vars` over the test bindings (the assets included). */
-function callWith(vars: Record<string, string>, path: string, init: RequestInit = {}): Promise<Response> {
-  return Promise.resolve(buildApp().fetch(new Request(`${ORIGIN}${path}`, init), { ...env, ...vars }, createExecutionContext()));
-}
-
-/** The policy's directives by name, each with its sources. */
-function directives(policy: string | null): Map<string, string[]> {
-  expect(policy).not.toBeNull();
-  return new Map(
-    (policy ?? "")
-      .split(";")
-      .map((d) => d.trim().split(/\s+/))
-      .filter((parts) => parts[0])
-      .map(([name, ...sources]) => [name as string, sources]),
-  );
-}
 
 /** What every answer carries, page or API. */
 function expectCommonHeaders(res: Response): void {
   expect(res.headers.get("referrer-policy")).toBe("no-referrer");
   expect(res.headers.get("x-content-type-options")).toBe("nosniff");
   expect(res.headers.get("x-frame-options")).toBe("DENY");
-  expect(directives(res.headers.get("content-security-policy")).get("frame-ancestors")).toEqual(["'none'"]);
+  expect(policyDirectives(res.headers.get("content-security-policy")).get("frame-ancestors")).toEqual(["'none'"]);
 }
 
 const STRIPE_SCRIPTS = ["https://js.stripe.com", "https://*.js.stripe.com"];
@@ -47,7 +29,7 @@ describe("the page", () => {
     expect(res.headers.get("content-type")).toMatch(/^text\/html/);
     expect(await res.text()).toContain("<title>Prepaid credit</title>");
     expectCommonHeaders(res);
-    const csp = directives(res.headers.get("content-security-policy"));
+    const csp = policyDirectives(res.headers.get("content-security-policy"));
     // No 'unsafe-inline', no 'unsafe-eval', no wildcard: an injected <script> or onclick= does not run.
     expect(csp.get("script-src")).toEqual(["'self'", ...STRIPE_SCRIPTS]);
     expect(csp.get("connect-src")).toEqual(["'self'", "https://api.stripe.com"]);
@@ -72,12 +54,12 @@ describe("the page", () => {
     const res = await callWith(DEPLOYED, "/", { method: "HEAD" });
     expect(res.status).toBe(200);
     expectCommonHeaders(res);
-    expect(directives(res.headers.get("content-security-policy")).get("script-src")).toContain("'self'");
+    expect(policyDirectives(res.headers.get("content-security-policy")).get("script-src")).toContain("'self'");
     expect(await res.text()).toBe("");
   });
 
   it("allows a stand-in Stripe.js's origin, from STRIPE_JS_URL, for its script and its API calls only", () => {
-    const policy = directives(pagePolicy(settings({ ...env, STRIPE_JS_URL: "http://127.0.0.1:12111/v3/" })));
+    const policy = policyDirectives(pagePolicy(settings({ ...env, STRIPE_JS_URL: "http://127.0.0.1:12111/v3/" })));
     expect(policy.get("script-src")).toEqual(["'self'", ...STRIPE_SCRIPTS, "http://127.0.0.1:12111"]);
     expect(policy.get("connect-src")).toEqual(["'self'", "https://api.stripe.com", "http://127.0.0.1:12111"]);
     expect(policy.get("frame-src")).not.toContain("http://127.0.0.1:12111");
@@ -100,8 +82,8 @@ describe("the API", () => {
     expect(answers.map((r) => r.status)).toEqual([200, 200, 200, 401, 404, 401, 204]);
     for (const res of answers) {
       expectCommonHeaders(res);
-      expect(directives(res.headers.get("content-security-policy")).get("default-src")).toEqual(["'none'"]);
-      expect(directives(res.headers.get("content-security-policy")).has("script-src")).toBe(false);
+      expect(policyDirectives(res.headers.get("content-security-policy")).get("default-src")).toEqual(["'none'"]);
+      expect(policyDirectives(res.headers.get("content-security-policy")).has("script-src")).toBe(false);
     }
   });
 

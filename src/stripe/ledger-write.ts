@@ -42,6 +42,12 @@ export interface LedgerEntry {
 
 export type WriteOutcome = { kind: "done"; entry: LedgerEntry; via: string } | { kind: "unavailable"; error: string } | { kind: "refused"; error: string };
 
+/**
+ * How far before a write was planned its ledger search looks: Stripe's clock and ours may
+ * disagree, and a listing may lag a write. One hour is far beyond either.
+ */
+export const LEDGER_SLACK_SECONDS = 3600;
+
 /** A first key, then a next key after a replayed failure, then one more. */
 const MAX_SENDS = 3;
 

@@ -12,13 +12,10 @@
 import type Stripe from "stripe";
 import type { BalanceTransactions } from "../stripe/balance-transactions.js";
 import { batchKey } from "../stripe/keys.js";
-import { LedgerWriter } from "../stripe/ledger-write.js";
+import { LEDGER_SLACK_SECONDS, LedgerWriter } from "../stripe/ledger-write.js";
 import type { WalletBatches } from "./batches.js";
 import { stripeEntry, type WalletLedger } from "./ledger.js";
 import type { BatchRow } from "./schema.js";
-
-/** How far before a batch, or before the last intake, the ledger is read (clock skew, Stripe's list lag). */
-const SLACK_SECONDS = 3600;
 
 export type SyncOutcome = { kind: "synced"; batches: number; taken: number } | { kind: "failed"; error: string };
 
@@ -60,7 +57,7 @@ export async function syncWallet(deps: SyncDeps, now: () => number): Promise<Syn
         keyBase: batchKey(customerId, batch.n, 1),
         params: batchParams(accountId, batch),
         matches: (tx) => tx.metadata?.wallet_batch === String(batch.n) && tx.metadata?.account_id === accountId,
-        sinceSeconds: Math.floor(batch.created_at / 1000) - SLACK_SECONDS,
+        sinceSeconds: Math.floor(batch.created_at / 1000) - LEDGER_SLACK_SECONDS,
         attempt: batch.attempt,
         sent: batch.sent === 1,
         save: ({ attempt, sent }) => batches.save(batch.n, { attempt, sent: sent ? 1 : 0 }),
@@ -97,7 +94,7 @@ async function intake(deps: SyncDeps, customerId: string, scanSince: number, now
   let newest: number | null = null;
   const read = await deps.stripe.scan(customerId, (tx) => {
     newest ??= tx.created;
-    if (tx.created < scanSince - SLACK_SECONDS) return "stop";
+    if (tx.created < scanSince - LEDGER_SLACK_SECONDS) return "stop";
     // The wallet's own batches are its spending, already in the wallet. An entry that only
     // looks like one (another account's metadata, a batch never recorded here) is foreign.
     if (tx.metadata?.account_id === deps.accountId && ownBatches.has(tx.metadata.wallet_batch ?? "")) return "continue";

@@ -7,13 +7,11 @@ import type { CreditRecord } from "../../credit/contract.js";
 import { missingAdjustments } from "../../credit/reversals.js";
 import { logEvent } from "../../log.js";
 import { adjustmentKey, adjustmentParams } from "../../stripe/keys.js";
+import { LEDGER_SLACK_SECONDS } from "../../stripe/ledger-write.js";
 import { RETRY_AFTER_SECONDS, owesWork, type Outcome } from "./answers.js";
 import type { Bookkeeping } from "./bookkeeping.js";
 import type { CreditContext } from "./context.js";
 import type { Marks } from "./marks.js";
-
-/** How far before a planned write the ledger search looks (clock skew between us and Stripe). */
-export const LEDGER_SLACK_SECONDS = 3600;
 
 export class FollowUp {
   constructor(

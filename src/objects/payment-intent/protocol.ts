@@ -9,12 +9,12 @@ import type Stripe from "stripe";
 import type { Caller, CreditRecord } from "../../credit/contract.js";
 import { assessPaymentIntent, creditRules, type Assessment } from "../../credit/policy.js";
 import { logEvent } from "../../log.js";
-import type { LedgerEntry } from "../../stripe/ledger-write.js";
+import { LEDGER_SLACK_SECONDS, type LedgerEntry } from "../../stripe/ledger-write.js";
 import { creditKey, creditParams } from "../../stripe/keys.js";
 import { RETRY_AFTER_SECONDS, type Outcome } from "./answers.js";
 import type { Bookkeeping } from "./bookkeeping.js";
 import { WATCHDOG_MS, type CreditContext } from "./context.js";
-import { LEDGER_SLACK_SECONDS, type FollowUp } from "./follow-up.js";
+import type { FollowUp } from "./follow-up.js";
 import type { Marks } from "./marks.js";
 
 /** The needs_attention reason for a PI marked credited with no ledger entry to show for it. */
