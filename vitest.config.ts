@@ -79,7 +79,20 @@ function quietExpectedRuntimeLines(): Plugin {
   };
 }
 
-/** A workerd project: the Worker from wrangler.toml, with `bindings` and the emulator its set-up provides as `urlKey`. */
+/**
+ * The queues as wrangler.toml declares them, but quicker to give up and to flush: a test that
+ * keeps a receiver down sees its events dead-lettered after 4 tries, not 101, and batches wait
+ * 50 ms, not a second (the retry delays themselves come from EVENTS_RETRY_SECONDS, 0 in tests).
+ */
+const TEST_QUEUE_CONSUMERS = {
+  "edge-credit-events": { maxBatchSize: 10, maxBatchTimeout: 0.05, maxRetries: 3, deadLetterQueue: "edge-credit-events-dead" },
+  "edge-credit-events-dead": { maxBatchSize: 100, maxBatchTimeout: 0.05 },
+};
+
+/**
+ * A workerd project: the Worker from wrangler.toml, with `bindings` and the emulator its set-up
+ * provides as `urlKey`; with `events`, EVENTS_URL is the receiver that set-up provides too.
+ */
 function workerProject(
   name: string,
   include: string,
@@ -87,6 +100,7 @@ function workerProject(
   urlKey: "emulatorUrl" | "limitsEmulatorUrl",
   bindings: Record<string, string>,
   testTimeout: number,
+  events = false,
 ) {
   return {
     plugins: [
@@ -94,7 +108,10 @@ function workerProject(
       quietExpectedRuntimeLines(),
       cloudflareTest(({ inject }) => ({
         wrangler: { configPath: "./wrangler.toml" },
-        miniflare: { bindings: { ...bindings, STRIPE_API_BASE: inject<string>(urlKey) } },
+        miniflare: {
+          bindings: { ...bindings, STRIPE_API_BASE: inject<string>(urlKey), ...(events ? { EVENTS_URL: `${inject<string>("receiverUrl")}/events` } : {}) },
+          queueConsumers: TEST_QUEUE_CONSUMERS,
+        },
       })),
     ],
     test: { name, include: [include], globalSetup: [globalSetup], testTimeout },
@@ -152,7 +169,7 @@ export default defineConfig({
           hookTimeout: 180_000,
         },
       },
-      workerProject("worker", "test/{*,wallet/*}.test.ts", "test/global-setup.ts", "emulatorUrl", TEST_BINDINGS, 30_000),
+      workerProject("worker", "test/{*,wallet/*,events/*}.test.ts", "test/global-setup.ts", "emulatorUrl", TEST_BINDINGS, 30_000, true),
       workerProject("limits", "test/limits/*.test.ts", "test/limits/global-setup.ts", "limitsEmulatorUrl", LIMITS_BINDINGS, 120_000),
       modelProject(),
     ],

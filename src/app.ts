@@ -10,6 +10,7 @@ import type { Env } from "./env.js";
 import { ApiError } from "./errors.js";
 import type { AppEnv } from "./http.js";
 import { logEvent } from "./log.js";
+import { accountSettings } from "./routes/account-settings.js";
 import { accounts } from "./routes/accounts.js";
 import { billing } from "./routes/billing.js";
 import { config } from "./routes/config.js";
@@ -159,6 +160,7 @@ export function buildApp(): OpenAPIHono<AppEnv> {
   app.route("/billing", config);
   // The seller's server-to-server API: a service token, no CORS.
   app.route("/v1/accounts", accounts);
+  app.route("/v1/accounts", accountSettings);
   describeUndocumentedRoutes(app);
   app.doc31("/openapi.json", {
     openapi: "3.1.0",

@@ -20,6 +20,8 @@ export type ErrorCode =
   | "currency_mismatch"
   | "hold_not_found"
   | "hold_not_active"
+  | "dead_letter_not_found"
+  | "events_unavailable"
   | "invalid_signature"
   | "payload_too_large"
   | "unsupported_media_type"

@@ -83,6 +83,20 @@ const url = (fallback?: string) =>
       .transform((u) => u ?? fallback),
   );
 
+/**
+ * Standard Webhooks signing secrets (`whsec_` + base64 of 24 to 64 random bytes), separated by
+ * spaces or commas: several while rotating, and every delivery is signed with each.
+ */
+const WHSEC = /^whsec_[A-Za-z0-9+/]{32,88}={0,2}$/;
+const eventSecrets = z.preprocess(
+  blank,
+  z
+    .string()
+    .optional()
+    .transform((s) => (s ?? "").split(/[\s,]+/).filter((v) => v !== ""))
+    .pipe(z.array(z.string().regex(WHSEC, "must be whsec_ secrets (base64), separated by spaces or commas"))),
+);
+
 const currencies = z.preprocess(
   blank,
   z
@@ -137,6 +151,12 @@ const Schema = z
     TOPUP_LIMIT_PER_MINUTE: whole(20),
     TOPUP_IP_LIMIT_PER_MINUTE: whole(60),
     OBJECT_QUEUE_LIMIT: whole(100),
+    EVENTS_URL: url(),
+    EVENTS_SECRET: eventSecrets,
+    EVENTS_SPENDING: flag(false),
+    EVENTS_RETRY_SECONDS: whole(5),
+    EVENTS_TIMEOUT_MS: whole(15_000),
+    LOW_BALANCE_THRESHOLD: whole(0),
   })
   .superRefine((s, ctx) => {
     if (s.TOPUP_MIN < 1) ctx.addIssue({ code: "custom", path: ["TOPUP_MIN"], message: "must be at least 1" });
@@ -148,6 +168,10 @@ const Schema = z
         message: "needs AUTH_ISSUER and AUTH_AUDIENCE (else any token the provider issued for another application is accepted)",
       });
     }
+    // Unsigned deliveries would let anyone who learns the URL forge credit events.
+    if (s.EVENTS_URL && s.EVENTS_SECRET.length === 0) ctx.addIssue({ code: "custom", path: ["EVENTS_URL"], message: "needs EVENTS_SECRET (whsec_…)" });
+    if (s.EVENTS_RETRY_SECONDS > 10)
+      ctx.addIssue({ code: "custom", path: ["EVENTS_RETRY_SECONDS"], message: "must be at most 10 (the first retry comes within 10 s)" });
     const legacy = parseLegacyTopUps(s);
     if (!legacy.ok) ctx.addIssue({ code: "custom", path: [], message: legacy.error });
   })
@@ -193,6 +217,18 @@ const Schema = z
         topUpPerAddress: s.TOPUP_IP_LIMIT_PER_MINUTE,
         /** Browsers of one customer waiting on one PaymentIntent object's attempt in flight. */
         objectQueue: s.OBJECT_QUEUE_LIMIT,
+      },
+      events: {
+        /** The seller's endpoint; null: events are logged and dropped. */
+        url: s.EVENTS_URL ?? null,
+        secrets: s.EVENTS_SECRET,
+        /** A `credit.spent` event per debit and capture (off: it would double the seller's traffic). */
+        spending: s.EVENTS_SPENDING,
+        /** The first retry's delay; each later one triples, up to 10 minutes. 0 retries at once (tests). */
+        retrySeconds: s.EVENTS_RETRY_SECONDS,
+        timeoutMs: s.EVENTS_TIMEOUT_MS,
+        /** Minor units; 0 = no low-balance events unless an account sets its own. */
+        lowBalanceThreshold: s.LOW_BALANCE_THRESHOLD,
       },
       /** Seconds from an account's first unsynced debit to its batch write; 0 = each debit at once. */
       syncSeconds: s.STRIPE_SYNC_SECONDS,

@@ -8,7 +8,6 @@ import { abortAllDurableObjects, runDurableObjectAlarm, runInDurableObject } fro
 import { describe, expect, it } from "vitest";
 import type { PaymentIntentObject } from "../src/objects/payment-intent/object.js";
 import { TEST_BINDINGS } from "./bindings.js";
-import { signatureHeader } from "./emulator/webhooks.js";
 import {
   addFault,
   alarmOf,
@@ -30,7 +29,7 @@ import {
   paidTopUp,
   payWithTestCard,
   piObject,
-  postWebhook,
+  postSigned,
   removeFault,
   settledCredit,
   slowStripe,
@@ -50,19 +49,6 @@ const ledgerPath = (customer: string) => `/v1/customers/${customer}/balance_tran
 /** Net credit held for `pi` on the customer's ledger (positive = credit). */
 async function netCredit(customerId: string, pi: string): Promise<number> {
   return (await ledgerAmounts(customerId, pi)).reduce((n, a) => n - a, 0);
-}
-
-/** Signs and posts an event built here (the test knows the endpoint secret, as Stripe does). */
-async function postSigned(type: string, object: Record<string, unknown>): Promise<Response> {
-  const payload = JSON.stringify({
-    id: `evt_${newAccountId("x").replace(/[^A-Za-z0-9]/g, "")}`,
-    object: "event",
-    type,
-    livemode: false,
-    created: Math.floor(Date.now() / 1000),
-    data: { object },
-  });
-  return postWebhook(payload, await signatureHeader(payload, TEST_BINDINGS.STRIPE_WEBHOOK_SECRET));
 }
 
 // ---- strangers ---------------------------------------------------------------------------

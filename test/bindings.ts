@@ -1,6 +1,10 @@
 // The configuration the service's tests run with (CI has no .dev.vars). STRIPE_API_BASE is
 // added by vitest.config.ts once the emulator has a port.
 
+/** The seller's event-signing secrets in the tests (Standard Webhooks: whsec_ and base64 of 24 bytes). */
+export const EVENTS_SECRET = "whsec_dGVzdC1ldmVudHMtc2VjcmV0LTAxMjM0NTY3";
+export const EVENTS_SECRET_ROTATED = "whsec_cm90YXRlZC1ldmVudHMtc2VjcmV0LWFiY2RlZg==";
+
 /** Bindings for the Worker under test. */
 export const TEST_BINDINGS = {
   STRIPE_SECRET_KEY: "sk_test_emulator",
@@ -19,6 +23,12 @@ export const TEST_BINDINGS = {
   CONFIRM_IP_LIMIT_PER_MINUTE: "1000000",
   TOPUP_LIMIT_PER_MINUTE: "1000000",
   TOPUP_IP_LIMIT_PER_MINUTE: "1000000",
+  // Two signing secrets, as during a rotation: every delivery carries a signature by each.
+  EVENTS_SECRET: `${EVENTS_SECRET} ${EVENTS_SECRET_ROTATED}`,
+  // Retries at once and a short per-delivery timeout, so the delivery tests take seconds (the
+  // production schedule is tested as a schedule, in test/events/delivery.test.ts).
+  EVENTS_RETRY_SECONDS: "0",
+  EVENTS_TIMEOUT_MS: "1000",
 } as const;
 
 /** Bindings for test/limits: Stripe's test-mode budget, and limits the abuse tests can hit. */

@@ -11,6 +11,7 @@ import { buildApp } from "../src/app.js";
 import { TOP_UP_MARKER } from "../src/credit/top-up.js";
 import type { Inspection } from "../src/credit/contract.js";
 import { TEST_BINDINGS } from "./bindings.js";
+import { signatureHeader } from "./emulator/webhooks.js";
 
 export const ORIGIN = "https://billing.test";
 
@@ -321,6 +322,19 @@ export function postWebhook(payload: string, signature: string | null): Promise<
     headers: { "content-type": "application/json", ...(signature === null ? {} : { "stripe-signature": signature }) },
     body: payload,
   });
+}
+
+/** Signs and posts a Stripe event built here (the test knows the endpoint secret, as Stripe does). */
+export async function postSigned(type: string, object: Record<string, unknown>): Promise<Response> {
+  const payload = JSON.stringify({
+    id: `evt_${newAccountId("x").replace(/[^A-Za-z0-9]/g, "")}`,
+    object: "event",
+    type,
+    livemode: false,
+    created: Math.floor(Date.now() / 1000),
+    data: { object },
+  });
+  return postWebhook(payload, await signatureHeader(payload, TEST_BINDINGS.STRIPE_WEBHOOK_SECRET));
 }
 
 /**

@@ -44,6 +44,8 @@ describe("/openapi.json", () => {
         "POST /v1/accounts/{account_id}/holds/{hold_id}/release",
         "GET /v1/accounts/{account_id}/balance",
         "GET /v1/accounts/{account_id}/transactions",
+        "GET /v1/accounts/{account_id}/settings",
+        "PUT /v1/accounts/{account_id}/settings",
       ].sort(),
     );
   });
@@ -54,7 +56,7 @@ describe("/openapi.json", () => {
       for (const [method, op] of Object.entries(ops)) {
         const res = await call(path, {
           method: method.toUpperCase(),
-          ...(method === "post" ? { headers: { "content-type": "application/json" }, body: "{}" } : {}),
+          ...(method === "post" || method === "put" ? { headers: { "content-type": "application/json" }, body: "{}" } : {}),
         });
         expect(Object.keys(op.responses), `${method} ${path} answered ${res.status}`).toContain(String(res.status));
       }

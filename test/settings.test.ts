@@ -38,6 +38,7 @@ describe("defaults", () => {
       topUps: { min: 500, max: 100_000, currencies: ["usd"], defaultCurrency: "usd", legacy: null },
       limits: { confirmPerAccount: 120, confirmPerAddress: 600, topUpPerAccount: 20, topUpPerAddress: 60, objectQueue: 100 },
       syncSeconds: 60,
+      events: { url: null, secrets: [], spending: false, retrySeconds: 5, timeoutMs: 15_000, lowBalanceThreshold: 0 },
     });
   });
 
@@ -71,6 +72,28 @@ describe("defaults", () => {
     expect(s.stripe.rateLimit).toBe(0);
   });
 
+  it("reads the events' settings: several signing secrets, spaces or commas between them", () => {
+    const a = "whsec_dGVzdC1ldmVudHMtc2VjcmV0LTAxMjM0NTY3";
+    const b = "whsec_cm90YXRlZC1ldmVudHMtc2VjcmV0LWFiY2RlZg==";
+    const s = parseSettings({
+      ...KEY,
+      EVENTS_URL: "https://seller.example/hooks/credit",
+      EVENTS_SECRET: ` ${a},  ${b} `,
+      EVENTS_SPENDING: "true",
+      EVENTS_RETRY_SECONDS: "10",
+      EVENTS_TIMEOUT_MS: "2000",
+      LOW_BALANCE_THRESHOLD: "500",
+    });
+    expect(s.events).toEqual({
+      url: "https://seller.example/hooks/credit",
+      secrets: [a, b],
+      spending: true,
+      retrySeconds: 10,
+      timeoutMs: 2000,
+      lowBalanceThreshold: 500,
+    });
+  });
+
   it("the test run's own bindings (wrangler.toml and the test settings) parse", () => {
     const s = settings(env);
     expect(s.auth.serviceTokens).toHaveLength(2);
@@ -102,6 +125,11 @@ describe("a bad value is an error naming the setting, never a default", () => {
     ],
     ["a URL that is not one", { STRIPE_API_BASE: "not a url" }, /STRIPE_API_BASE must be an http\(s\) URL/],
     ["a URL that is not http(s)", { STRIPE_JS_URL: "javascript:alert(1)" }, /STRIPE_JS_URL must be an http\(s\) URL/],
+    ["an events URL with nothing to sign with", { EVENTS_URL: "https://seller.example/hooks" }, /EVENTS_URL needs EVENTS_SECRET/],
+    ["an events secret that is not a whsec_ secret", { EVENTS_SECRET: "my-password" }, /EVENTS_SECRET must be whsec_ secrets/],
+    ["one bad secret among good ones", { EVENTS_SECRET: "whsec_dGVzdC1ldmVudHMtc2VjcmV0LTAxMjM0NTY3 whsec_short" }, /EVENTS_SECRET must be whsec_/],
+    ["a first retry later than 10 s", { EVENTS_RETRY_SECONDS: "11" }, /EVENTS_RETRY_SECONDS must be at most 10/],
+    ["a negative threshold", { LOW_BALANCE_THRESHOLD: "-1" }, /LOW_BALANCE_THRESHOLD must be a whole number/],
   ])("%s", (_, values, message) => {
     const bad = { ...KEY, ...values };
     expect(() => parseSettings(bad)).toThrow(SettingsError);

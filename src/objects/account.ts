@@ -13,6 +13,7 @@
 
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../env.js";
+import type { ThresholdView } from "../events/wallet-events.js";
 import { logEvent } from "../log.js";
 import { settings } from "../settings.js";
 import { StripeGateway } from "../stripe/gateway.js";
@@ -137,6 +138,16 @@ export class AccountObject extends DurableObject<Env> {
   /** A PaymentIntent object's credits and reversals, applied once each; ok once durable here. */
   async applyStripeEntries(accountId: string, reports: StripeEntryReport[]): Promise<ReportOutcome> {
     return this.#wallet.applyReports(accountId, reports);
+  }
+
+  /** The account's settings: its low-balance threshold, and whether it is its own or the default. */
+  async accountSettings(): Promise<ThresholdView> {
+    return this.#wallet.events.threshold();
+  }
+
+  /** Sets the account's low-balance threshold (null: back to LOW_BALANCE_THRESHOLD). */
+  async updateAccountSettings(lowBalanceThreshold: number | null): Promise<ThresholdView> {
+    return this.#wallet.setThreshold(lowBalanceThreshold);
   }
 
   /** Writes owed spending to Stripe and takes in Stripe's entries now (tests and operators; the alarm does it on its own). */

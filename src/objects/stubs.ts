@@ -3,6 +3,7 @@
 // so callers build a fresh one per call (a stub that saw an exception may be broken).
 
 import type { Env } from "../env.js";
+import { DEAD_LETTERS_NAME } from "../events/contract.js";
 import { GOVERNOR_NAME, REGISTRY_NAME } from "./contract.js";
 
 /** The PaymentIntent object for `paymentIntentId`: every confirm, webhook and alarm of that PI. */
@@ -28,4 +29,9 @@ export function governorObject(env: Env) {
 /** The request limiter for `key` (`confirm:acct:…`, `topup:ip:…`): one token bucket. */
 export function limiterObject(env: Env, key: string) {
   return env.LIMITER.getByName(key);
+}
+
+/** The dead-letter archive: events the queue gave up delivering, for an operator to redeliver. */
+export function deadLettersObject(env: Env) {
+  return env.DEAD_LETTERS.getByName(DEAD_LETTERS_NAME);
 }

@@ -1,5 +1,6 @@
 // Operator routes: which credits are waiting for a retry or need a person, what happened to
-// one, "retry now", the signed webhook events that did not parse, and an account's wallet
+// one, "retry now", the signed webhook events that did not parse, the service's own events
+// that could not be delivered (list, redeliver), and an account's wallet
 // (its figures, its batches to Stripe, why a sync failed) with "sync now". Guarded by a service
 // token (OPERATOR_TOKEN), compared in constant time; no CORS, so no browser page can call them.
 // Disabled when no token is configured.
@@ -11,7 +12,8 @@ import { ApiError } from "../errors.js";
 import type { AppEnv } from "../http.js";
 import { ACCOUNT_ID } from "../ids.js";
 import type { AttentionPage, BadEvent } from "../objects/contract.js";
-import { accountObject, paymentIntentObject, registryObject } from "../objects/stubs.js";
+import type { DeadLetterPage } from "../events/contract.js";
+import { accountObject, deadLettersObject, paymentIntentObject, registryObject } from "../objects/stubs.js";
 import { settings } from "../settings.js";
 import { PaymentIntentId } from "./schemas.js";
 
@@ -78,6 +80,39 @@ operator.get("/events", async (c) => {
     next_after: events.length === limit && last ? last.event_id : null,
   });
 });
+
+/** Events the queue gave up delivering to EVENTS_URL, newest first: each as it was produced, and how often it died. */
+operator.get("/events/dead_letters", async (c) => {
+  const limit = limitParam(c.req.query("limit"));
+  const page: DeadLetterPage | null = await deadLettersObject(c.env).list(limit, c.req.query("after") ?? null);
+  if (!page) throw new ApiError(400, "invalid_request", "after must be the next_after of a previous page.");
+  return c.json({ data: page.data, next_after: page.next_cursor });
+});
+
+/** Sends one dead-lettered event again (same id, same body, signed afresh) and takes it off the list. */
+operator.post("/events/dead_letters/:event_id/redeliver", async (c) => {
+  const eventId = c.req.param("event_id");
+  if (!/^evt_[A-Za-z0-9_.:@|-]{1,300}$/.test(eventId)) throw new ApiError(404, "dead_letter_not_found", "No dead-lettered event has this id.");
+  const outcome = await deadLettersObject(c.env).redeliver(eventId);
+  if (!outcome.ok && outcome.reason === "not_found") throw new ApiError(404, "dead_letter_not_found", "No dead-lettered event has this id.");
+  if (!outcome.ok) throw unavailable(outcome.retryAfterSeconds);
+  return c.json({ id: eventId, redelivered: true }, 202);
+});
+
+/** Sends the oldest dead-lettered events again, up to `limit` (50) per call; `remaining` says whether to call again. */
+operator.post("/events/dead_letters/redeliver", async (c) => {
+  // Strict, unlike the lists' limit: a request that changes things must say what it means.
+  const raw = c.req.query("limit") ?? "50";
+  const limit = /^\d{1,3}$/.test(raw) ? Number(raw) : 0;
+  if (limit < 1 || limit > 200) throw new ApiError(400, "invalid_request", "limit must be a whole number from 1 to 200.");
+  const outcome = await deadLettersObject(c.env).redeliverAll(limit);
+  if (!outcome.ok) throw unavailable(outcome.retryAfterSeconds);
+  return c.json({ redelivered: outcome.redelivered, remaining: outcome.remaining }, 202);
+});
+
+function unavailable(retryAfterSeconds: number): ApiError {
+  return new ApiError(503, "events_unavailable", "The events queue did not take the event; try again.", {}, { "Retry-After": String(retryAfterSeconds) });
+}
 
 /** One PI's record and journal. */
 operator.get("/credits/:pi", async (c) => {

@@ -120,7 +120,7 @@ export const LedgerAnswer = z
 // The seller's server-to-server routes (/v1/accounts/{account_id}/…).
 
 /** Stripe's largest amount (99,999,999 in the minor unit, eight digits). */
-const MAX_AMOUNT = 99_999_999;
+export const MAX_AMOUNT = 99_999_999;
 /** The longest hold, and the default, in seconds. */
 const HOLD_MAX_SECONDS = 86_400;
 export const HOLD_DEFAULT_SECONDS = 600;

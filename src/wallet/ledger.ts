@@ -41,8 +41,12 @@ export function kindOfStripeEntry(tx: Pick<Stripe.CustomerBalanceTransaction, "m
   return "stripe";
 }
 
+/** Told of every line posted or applied (not the history an opening copies), inside its transaction, with the wallet before and after. */
+export type EntryObserver = (entry: EntryRow, before: WalletRow, after: WalletRow) => void;
+
 export class WalletLedger {
   #hasSchema = false;
+  #observer: EntryObserver | null = null;
 
   constructor(private readonly storage: DurableObjectStorage) {}
 
@@ -54,6 +58,11 @@ export class WalletLedger {
     if (this.#hasSchema) return;
     this.#sql.exec(WALLET_SCHEMA);
     this.#hasSchema = true;
+  }
+
+  /** Sets the one observer of new lines (the wallet's events). */
+  observe(observer: EntryObserver): void {
+    this.#observer = observer;
   }
 
   /** Runs `fn` as one transaction: all of its writes land, or none. Transactions nest. */
@@ -111,8 +120,9 @@ export class WalletLedger {
       if (!wallet) throw new Error("wallet is not open");
       if (this.knowsStripe(entry.stripe_tx)) return "known";
       if (wallet.currency !== null && wallet.currency !== entry.currency) return "currency";
-      this.#insert(entry);
+      const row = this.#insert(entry);
       this.#sql.exec("UPDATE wallet SET available = available + ?, currency = COALESCE(currency, ?)", entry.amount, entry.currency);
+      this.#observed(row, wallet);
       return "applied";
     });
   }
@@ -123,10 +133,17 @@ export class WalletLedger {
 
   /** Appends an entry and moves the totals by it (available by amount − held, held by held). Callers hold a transaction. */
   post(entry: NewEntry): EntryRow {
+    const before = this.#observer ? this.row() : null;
     const row = this.#insert(entry);
     const held = entry.held ?? 0;
     this.#sql.exec("UPDATE wallet SET available = available + ?, held = held + ?", entry.amount - held, held);
+    if (before) this.#observed(row, before);
     return row;
+  }
+
+  #observed(entry: EntryRow, before: WalletRow): void {
+    const after = this.row();
+    if (this.#observer && after) this.#observer(entry, before, after);
   }
 
   #insert(entry: NewEntry): EntryRow {
@@ -246,7 +263,7 @@ export function stripeEntry(tx: Stripe.CustomerBalanceTransaction): NewEntry & {
   };
 }
 
-function lineOf(e: EntryRow): WalletLine {
+export function lineOf(e: EntryRow): WalletLine {
   return {
     id: e.id,
     kind: e.kind as EntryKind,

@@ -17,6 +17,9 @@
 // holds: one row per hold; status active | captured | released | expired.
 // batches: one Stripe write of spending, recorded before it is sent (the ledger-write protocol).
 // idempotency: the first answer to each Idempotency-Key, replayed for later requests with it.
+// balance_alerts (one row, once set): the account's own low-balance threshold (null: the
+//   service's default), whether a balance.low is outstanding (low_sent), and a revision counted
+//   by threshold changes, which names the events they cause (src/events/wallet-events.ts).
 
 export const WALLET_SCHEMA = `
 CREATE TABLE IF NOT EXISTS wallet (
@@ -80,7 +83,13 @@ CREATE TABLE IF NOT EXISTS idempotency (
   result TEXT NOT NULL,
   created_at INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS idempotency_age ON idempotency (created_at);`;
+CREATE INDEX IF NOT EXISTS idempotency_age ON idempotency (created_at);
+CREATE TABLE IF NOT EXISTS balance_alerts (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  threshold INTEGER,
+  low_sent INTEGER NOT NULL DEFAULT 0,
+  revision INTEGER NOT NULL DEFAULT 0
+);`;
 
 export interface WalletRow {
   account_id: string;

@@ -8,6 +8,8 @@
 // other calls while it awaits Stripe.
 
 import type { Env } from "../env.js";
+import { Outbox, queueSender } from "../events/outbox.js";
+import { WalletEvents, type ThresholdView } from "../events/wallet-events.js";
 import { backoffMs } from "../objects/backoff.js";
 import type { CustomerLookup } from "../objects/contract.js";
 import { settings } from "../settings.js";
@@ -39,6 +41,8 @@ export interface WalletHost {
 export class Wallet {
   readonly ledger: WalletLedger;
   readonly batches: WalletBatches;
+  readonly outbox: Outbox;
+  readonly events: WalletEvents;
   #opening: Promise<Opened> | null = null;
   #syncing: Promise<void> | null = null;
   /** The alarm time last set by this instance (memory: after a restart, the next write sets it again). */
@@ -47,6 +51,16 @@ export class Wallet {
   constructor(private readonly host: WalletHost) {
     this.ledger = new WalletLedger(host.storage);
     this.batches = new WalletBatches(this.ledger);
+    this.outbox = new Outbox(host.storage, queueSender(host.env.EVENTS), host.log);
+    this.events = new WalletEvents(
+      () => this.ledger.tables(),
+      this.outbox,
+      () => {
+        const { lowBalanceThreshold, spending } = settings(host.env).events;
+        return { defaultThreshold: lowBalanceThreshold, spending };
+      },
+    );
+    this.ledger.observe((entry, before, after) => this.events.onEntry(entry, before, after));
   }
 
   /** Opens an empty wallet for a customer this service has just created: it has no ledger to read. */
@@ -92,7 +106,7 @@ export class Wallet {
       if (spent.kind === "result" && spent.result.ok && !spent.replayed && (spent.result.op === "debit" || spent.result.op === "capture")) this.#owe(now);
       return spent;
     });
-    await this.arm();
+    await this.settle();
     return outcome;
   }
 
@@ -136,10 +150,12 @@ export class Wallet {
           description: r.description,
           created_at: r.created * 1000,
         });
+        if (applied === "known") this.events.announce(r.balance_transaction_id);
         if (applied === "currency")
           this.host.log("wallet_currency_mismatch", { account: accountId, balance_transaction: r.balance_transaction_id, currency: r.currency });
       }
     });
+    await this.settle();
     return { ok: true };
   }
 
@@ -167,10 +183,29 @@ export class Wallet {
 
   /** Releases holds whose time is up before a read shows them (the alarm may not have run yet). */
   async #expireDue(): Promise<void> {
-    if (expireHolds(this.ledger, Date.now()) > 0) await this.arm();
+    if (expireHolds(this.ledger, Date.now()) > 0) await this.settle();
   }
 
-  /** The alarm's work: expire holds, write owed spending to Stripe when due, forget old keys. */
+  /** Sets the account's low-balance threshold (null: the default); an outstanding low alert may be answered at once. */
+  async setThreshold(value: number | null): Promise<ThresholdView> {
+    const view = this.ledger.atomically(() => this.events.setThreshold(value, this.ledger.row()));
+    await this.settle();
+    return view;
+  }
+
+  /**
+   * After a write: the alarm first (it covers the events the write produced, should the object
+   * die before they are sent), then the send, then the alarm settled on what is left (a failed
+   * send keeps one for its backoff; a sent one needs none).
+   */
+  async settle(): Promise<void> {
+    await this.arm();
+    if (this.outbox.waiting() === 0) return;
+    await this.outbox.flush();
+    await this.arm({ exact: true });
+  }
+
+  /** The alarm's work: expire holds, write owed spending to Stripe when due, forget old keys, send waiting events. */
   async alarm(): Promise<void> {
     const now = Date.now();
     expireHolds(this.ledger, now);
@@ -178,7 +213,7 @@ export class Wallet {
     const due = this.ledger.row()?.sync_due_at ?? null;
     if (due !== null && due <= now) await this.sync();
     this.#alarmAt = null;
-    await this.arm();
+    await this.settle();
   }
 
   /** Runs one sync (concurrent callers share it) and schedules the next try if it failed. */
@@ -211,6 +246,8 @@ export class Wallet {
     }
     // Spending that arrived while the sync ran is due a full interval after now.
     this.batches.setSyncDue(this.batches.owedTotal() > 0 ? now + this.#syncSeconds * 1000 : null);
+    // Entries taken in from Stripe may have produced events.
+    await this.settle();
   }
 
   /** Owed spending: due within STRIPE_SYNC_SECONDS of the first unsynced debit. */
@@ -223,19 +260,30 @@ export class Wallet {
     return settings(this.host.env).syncSeconds;
   }
 
-  /** Sets the alarm to the earliest work: a sync, a hold's expiry, keys to forget. */
-  async arm(): Promise<void> {
-    const times = [this.ledger.row()?.sync_due_at ?? null, this.ledger.nextHoldExpiry(), this.#oldestKeyExpiry()].filter((t): t is number => t !== null);
-    if (times.length === 0) return;
-    const next = Math.min(...times);
-    if (this.#alarmAt !== null && this.#alarmAt <= next) return;
-    const current = await this.host.storage.getAlarm();
-    if (current !== null && current <= next) {
-      this.#alarmAt = current;
+  /**
+   * Sets the alarm to the earliest work: a sync, a hold's expiry, keys to forget, events not yet
+   * sent. It only moves the alarm earlier (a later one runs, finds nothing due and re-arms),
+   * unless `exact`, which settles it on the earliest work, or clears it.
+   *
+   * The alarm is set without reading it first, so the call leaves in the same synchronous run as
+   * the write before it and the platform stores the two together: no crash can fall between a
+   * write (an owed sync, an event to send) and the alarm that finishes its work.
+   */
+  async arm(options: { exact?: boolean } = {}): Promise<void> {
+    const times = [this.ledger.row()?.sync_due_at ?? null, this.ledger.nextHoldExpiry(), this.#oldestKeyExpiry(), this.outbox.dueAt()].filter(
+      (t): t is number => t !== null,
+    );
+    const next = times.length === 0 ? null : Math.min(...times);
+    if (next === null) {
+      if (options.exact && this.#alarmAt !== null) {
+        this.#alarmAt = null;
+        await this.host.storage.deleteAlarm();
+      }
       return;
     }
-    await this.host.storage.setAlarm(next);
+    if (!options.exact && this.#alarmAt !== null && this.#alarmAt <= next) return;
     this.#alarmAt = next;
+    await this.host.storage.setAlarm(next);
   }
 
   #oldestKeyExpiry(): number | null {

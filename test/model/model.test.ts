@@ -18,6 +18,7 @@ import { env } from "cloudflare:workers";
 import fc from "fast-check";
 import { inject, it } from "vitest";
 import type { Inspection } from "../../src/credit/contract.js";
+import { eventId } from "../../src/events/contract.js";
 import { requestFingerprint } from "../../src/wallet/fingerprint.js";
 import { TEST_BINDINGS } from "../bindings.js";
 import {
@@ -606,6 +607,8 @@ interface WalletSeen {
   applied: Set<string>;
   /** −(the customer's Stripe balance): the credit Stripe holds for it. */
   stripeCredit: number;
+  /** The ids of the events the account object produced (its outbox keeps sent ones for a week). */
+  events: string[];
 }
 
 async function observeWallet(account: Account): Promise<WalletSeen> {
@@ -619,9 +622,18 @@ async function observeWallet(account: Account): Promise<WalletSeen> {
       .toArray()
       .map((r) => r.stripe_tx);
   });
+  const events = await runInDurableObject(stub, (_instance, state) => {
+    const table = state.storage.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").toArray();
+    if (table.length === 0) return [] as string[];
+    return state.storage.sql
+      .exec<{ id: string }>("SELECT id FROM outbox")
+      .toArray()
+      .map((r) => r.id);
+  });
   const newest = (await emu<{ data: { ending_balance: number }[] }>(`/customers/${account.customerId}/balance_transactions`)).data[0];
   return {
     account,
+    events,
     total: inspection.wallet ? inspection.wallet.available + inspection.wallet.held : null,
     linesTotal: inspection.sums.total,
     applied: new Set(applied),
@@ -817,7 +829,35 @@ function spendingMirroredOnce(run: Run, o: Outcome): string[] {
   return found;
 }
 
+/**
+ * (8) The seller hears of each credit, reversal and restoration that reached a wallet exactly
+ * once (one event, its id derived from the balance transaction), whichever of the browser, the
+ * webhook, the alarm or the sync brought it there; and of nothing else of that kind.
+ */
+function everyEntryAnnouncedOnce(run: Run, o: Outcome): string[] {
+  const found: string[] = [];
+  for (const w of o.wallets) {
+    const who = `account ${run.accounts.indexOf(w.account)} (${w.account.accountId})`;
+    const expected = new Set<string>();
+    for (const [pi, entries] of o.entries) {
+      for (const tx of entries) {
+        if (tx.customer !== w.account.customerId || !w.applied.has(tx.id)) continue;
+        const operation = tx.metadata.operation;
+        const type = !operation ? "credit.added" : operation.startsWith("restore:") ? "credit.restored" : "credit.reversed";
+        const id = eventId(type, tx.id);
+        expected.add(id);
+        if (!w.events.includes(id)) found.push(`(8) ${who}: ${tx.id} of ${pi} (${tx.amount}) reached the wallet with no ${type} event`);
+      }
+    }
+    const creditEvents = w.events.filter((id) => /^evt_credit_(added|reversed|restored)_/.test(id));
+    for (const id of creditEvents) if (!expected.has(id)) found.push(`(8) ${who}: event ${id} names no entry the wallet applied`);
+    if (new Set(w.events).size !== w.events.length) found.push(`(8) ${who}: an event id produced twice: ${w.events.join(", ")}`);
+  }
+  return found;
+}
+
 const INVARIANTS = [
+  everyEntryAnnouncedOnce,
   everyPaidTopUpCreditedOnce,
   nothingElseCredited,
   reversalsAddUp,

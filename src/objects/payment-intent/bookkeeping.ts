@@ -58,6 +58,26 @@ export class Bookkeeping {
     return true;
   }
 
+  /**
+   * The account whose customer paid, for an event about this PI: the record's account when its
+   * object knows this customer as its own (storage only, no Stripe call), else the customer's
+   * owner in Stripe (`metadata.account_id`). Never merely the account the PI's metadata names,
+   * which whoever created the PaymentIntent chose. Null when neither says.
+   */
+  async payerAccount(rec: Pick<CreditRecord, "customer_id" | "account_id">): Promise<string | null> {
+    const customer = rec.customer_id;
+    if (!customer) return null;
+    if (rec.account_id) {
+      const accountId = rec.account_id;
+      const known = await accountObject(this.ctx.env, accountId)
+        .knownCustomer(accountId)
+        .catch(() => null);
+      if (known?.ok && known.customerId === customer) return accountId;
+    }
+    const owner = await this.ctx.stripe.customers.ownerOf(customer);
+    return owner.kind === "account" ? owner.accountId : null;
+  }
+
   async #tell(rec: CreditRecord, accountId: string, owed: StripeEntryReport[]): Promise<Told> {
     const ids = owed.map((r) => r.balance_transaction_id);
     const { store } = this.ctx;

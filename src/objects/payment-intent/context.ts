@@ -4,6 +4,8 @@
 
 import type { CreditRecord } from "../../credit/contract.js";
 import type { Env } from "../../env.js";
+import { Outbox, queueSender } from "../../events/outbox.js";
+import { logEvent } from "../../log.js";
 import { settings, type Settings } from "../../settings.js";
 import { StripeGateway } from "../../stripe/gateway.js";
 import { LedgerWriter } from "../../stripe/ledger-write.js";
@@ -17,6 +19,8 @@ export interface CreditContext {
   readonly stripe: StripeGateway;
   readonly ledger: LedgerWriter;
   readonly alarm: Alarm;
+  /** Events this object produced (credit.needs_attention), until the EVENTS queue has them. */
+  readonly outbox: Outbox;
 }
 
 /**
@@ -26,6 +30,7 @@ export interface CreditContext {
  */
 export function creditContext(storage: DurableObjectStorage, envOf: () => Env, onCall: () => void): CreditContext {
   const store = new CreditStore(storage);
+  const outbox = new Outbox(storage, (events) => queueSender(envOf().EVENTS)(events), logEvent);
   let cached: { env: Env; stripe: StripeGateway; ledger: LedgerWriter } | null = null;
   const current = () => {
     const env = envOf();
@@ -49,7 +54,8 @@ export function creditContext(storage: DurableObjectStorage, envOf: () => Env, o
       return current().ledger;
     },
     store,
-    alarm: new Alarm(storage, store),
+    alarm: new Alarm(storage, store, outbox),
+    outbox,
   };
 }
 
@@ -64,6 +70,7 @@ export class Alarm {
   constructor(
     private readonly storage: DurableObjectStorage,
     private readonly store: CreditStore,
+    private readonly outbox: Outbox,
   ) {}
 
   /** Work is owed and nothing failed: run it as soon as the platform can. */
@@ -90,8 +97,16 @@ export class Alarm {
     return this.storage.setAlarm(Date.now() + backoffMs(attempts));
   }
 
+  /** Armed for `at` unless it already runs sooner. */
+  async by(at: number): Promise<void> {
+    const due = await this.storage.getAlarm();
+    if (due === null || due > at) await this.storage.setAlarm(at);
+  }
+
+  /** Nothing more to do for the record; an alarm stays only for events not yet sent. */
   clear(): Promise<void> {
-    return this.storage.deleteAlarm();
+    const due = this.outbox.dueAt();
+    return due === null ? this.storage.deleteAlarm() : this.storage.setAlarm(due);
   }
 
   async armed(): Promise<boolean> {

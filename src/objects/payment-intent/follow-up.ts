@@ -5,6 +5,7 @@
 
 import type { CreditRecord } from "../../credit/contract.js";
 import { missingAdjustments } from "../../credit/reversals.js";
+import { attentionEvent } from "../../events/attention.js";
 import { logEvent } from "../../log.js";
 import { adjustmentKey, adjustmentParams } from "../../stripe/keys.js";
 import { LEDGER_SLACK_SECONDS } from "../../stripe/ledger-write.js";
@@ -34,6 +35,18 @@ export class FollowUp {
     }
     if (!(await this.books.tellWallet(now))) failed = true;
     await this.schedule(store.load() ?? now, failed);
+    await this.sendEvents();
+  }
+
+  /** Sends the events this object produced, with the alarm armed for them first (a crash mid-send) and again if the send failed. */
+  async sendEvents(): Promise<void> {
+    const { outbox, alarm } = this.ctx;
+    const due = outbox.dueAt();
+    if (due === null) return;
+    await alarm.by(due);
+    await outbox.flush();
+    const retry = outbox.dueAt();
+    if (retry !== null) await alarm.by(retry);
   }
 
   /** Writes each pending adjustment in order; false when one could not finish now (the rest wait for it). */
@@ -63,7 +76,16 @@ export class FollowUp {
         });
         logEvent("adjusted", { payment_intent: pi, operation: a.operation, direction: a.direction, amount: a.amount, balance_transaction: result.entry.id });
       } else if (result.kind === "refused") {
-        store.updateAdjustment(a.operation, { state: "needs_attention", last_error: result.error });
+        const accountId = await this.books.payerAccount(store.load() ?? rec);
+        store.atomically(() => {
+          store.updateAdjustment(a.operation, { state: "needs_attention", last_error: result.error });
+          const fact = {
+            subject: "adjustment" as const,
+            operation: a.operation,
+            attempt: store.adjustments().find((x) => x.operation === a.operation)?.attempt ?? a.attempt,
+          };
+          this.ctx.outbox.add(attentionEvent(rec, { ...fact, accountId, reason: `${a.kind} refused by Stripe`, error: result.error }));
+        });
         logEvent("needs_attention", { payment_intent: pi, reason: "adjustment_refused", operation: a.operation, error: result.error });
       } else {
         store.updateAdjustment(a.operation, { last_error: result.error });
@@ -115,6 +137,7 @@ export class FollowUp {
    * path, however it fails, leaves owed work with nothing to finish it.
    */
   async ensureArmed(): Promise<void> {
+    await this.sendEvents();
     const { store, alarm } = this.ctx;
     const rec = store.load();
     const owed = rec ? owesWork(rec) && (rec.state !== "credited" || this.owed(rec)) : store.notice() !== null;

@@ -8,6 +8,7 @@
 import type Stripe from "stripe";
 import type { Caller, CreditRecord } from "../../credit/contract.js";
 import { assessPaymentIntent, creditRules, type Assessment } from "../../credit/policy.js";
+import { attentionEvent } from "../../events/attention.js";
 import { logEvent } from "../../log.js";
 import { LEDGER_SLACK_SECONDS, type LedgerEntry } from "../../stripe/ledger-write.js";
 import { creditKey, creditParams } from "../../stripe/keys.js";
@@ -155,17 +156,24 @@ export class CreditProtocol {
     // the same write as the refusal, with an alarm armed, so that a crash from here on still
     // leaves the withdrawal owed and scheduled.
     const withdraw = (store.load()?.mark_attempts ?? 0) > 0;
-    const stuck = store.update({
-      state: "needs_attention",
-      reason: `credit refused by Stripe: ${result.error}`,
-      last_error: result.error,
-      ...(withdraw ? { mark_state: "withdrawing" as const } : {}),
-      next_retry_at: null,
+    const reason = `credit refused by Stripe: ${result.error}`;
+    const accountId = await this.books.payerAccount(rec);
+    const stuck = store.atomically(() => {
+      const r = store.update({
+        state: "needs_attention",
+        reason,
+        last_error: result.error,
+        ...(withdraw ? { mark_state: "withdrawing" as const } : {}),
+        next_retry_at: null,
+      });
+      this.ctx.outbox.add(attentionEvent(r, { accountId, subject: "credit", attempt: r.credit_attempt, reason, error: result.error }));
+      return r;
     });
     if (withdraw) await alarm.backoff(stuck);
     else await alarm.clear();
     await this.books.list(stuck);
     logEvent("needs_attention", { payment_intent: pi, reason: "credit_refused", error: result.error });
+    await this.followUp.sendEvents();
     return { kind: "needs_attention", customer: rec.customer_id };
   }
 
@@ -208,10 +216,16 @@ export class CreditProtocol {
     if (found === "unavailable") return { kind: "unavailable", retryAfterSeconds: RETRY_AFTER_SECONDS, customer };
     const known = { customer_id: customer, amount, currency, account_id: account, mark_state: "done" as const };
     if (!found) {
-      const stuck = store.insert(paymentIntentId, "needs_attention", { ...known, reason: CREDITED_ELSEWHERE });
+      const accountId = await this.books.payerAccount(known);
+      const stuck = store.atomically(() => {
+        const r = store.insert(paymentIntentId, "needs_attention", { ...known, reason: CREDITED_ELSEWHERE });
+        this.ctx.outbox.add(attentionEvent(r, { accountId, subject: "credit", attempt: 0, reason: CREDITED_ELSEWHERE, error: null }));
+        return r;
+      });
       store.clearNotice();
       await this.books.list(stuck);
       logEvent("needs_attention", { payment_intent: paymentIntentId, reason: "credited_without_ledger_entry" });
+      await this.followUp.sendEvents();
       return { kind: "needs_attention", customer };
     }
     const adopted = store.insert(paymentIntentId, "credited", {

@@ -27,6 +27,11 @@ export class CreditStore {
     return this.storage.transactionSync(write);
   }
 
+  /** Several changes (a record's and its event's, outbox.ts) as one transaction. */
+  atomically<T>(write: () => T): T {
+    return this.#atomically(write);
+  }
+
   #schemaExists(): boolean {
     if (!this.#hasSchema) {
       this.#hasSchema = this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'credit'").toArray().length > 0;
