@@ -8,8 +8,11 @@
 import { describe, expect, it } from "vitest";
 import type { AttentionEventData, EntryEventData } from "../../src/events/contract.js";
 import { eventId } from "../../src/events/contract.js";
+import { TEST_BINDINGS } from "../bindings.js";
 import {
+  addFault,
   answerOf,
+  call,
   confirm,
   createPaymentIntent,
   deliver,
@@ -261,6 +264,45 @@ describe("no event for a fact that was not written", () => {
     expect(attention.id).toContain(p.pi.id);
     expect(await ledgerFor(p.customerId, p.pi.id)).toEqual([]);
     expect(await balanceOf(p.accountId)).toMatchObject({ available: 0, held: 0 });
+  });
+
+  it("a reversal Stripe refuses is one credit.needs_attention about the adjustment; the operator's retry that writes it is one credit.reversed", async () => {
+    const p = await paidThroughService(1500);
+    expect((await confirm(p.token, p.pi.id)).status).toBe(200);
+    await waitForObject(p.pi.id, settledCredit);
+    // Stripe refuses every reversal write of this PI (a permanent 400), whatever the key.
+    const rule = await addFault({
+      kind: "error_400",
+      method: "POST",
+      path: `/v1/customers/${p.customerId}/balance_transactions`,
+      key: `credit-adjust:${p.pi.id}*`,
+      times: 1000,
+    });
+    try {
+      await emu(`/payment_intents/${p.pi.id}/refund`, { amount: 500 });
+      const [refunded] = await eventsFor("charge.refunded", p.pi.id);
+      expect((await deliver(refunded?.id ?? "missing")).status).toBe(200);
+      await waitForObject(p.pi.id, (i) => i.adjustments.some((a) => a.state === "needs_attention"));
+      // The same refund's webhook again changes nothing: one fact, one event.
+      expect((await deliver(refunded?.id ?? "missing")).status).toBe(200);
+      const stuck = await waitForTypes(ofAccount(p.accountId), { "credit.added": 1, "credit.needs_attention": 1 });
+      expect(countByType(stuck)).toEqual({ "credit.added": 1, "credit.needs_attention": 1 });
+      expect(only<AttentionEventData>(stuck, "credit.needs_attention").data).toMatchObject({
+        payment_intent_id: p.pi.id,
+        account_id: p.accountId,
+        subject: "adjustment",
+        operation: expect.stringContaining("refund") as string,
+        reason: "refund refused by Stripe",
+      });
+    } finally {
+      await removeFault(rule);
+    }
+    const retried = await call(`/operator/credits/${p.pi.id}/retry`, { method: "POST", headers: { authorization: `Bearer ${TEST_BINDINGS.OPERATOR_TOKEN}` } });
+    expect(retried.status).toBe(200);
+    await waitForObject(p.pi.id, settledCredit);
+    const after = await waitForTypes(ofAccount(p.accountId), { "credit.added": 1, "credit.needs_attention": 1, "credit.reversed": 1 });
+    expect(countByType(after)).toEqual({ "credit.added": 1, "credit.needs_attention": 1, "credit.reversed": 1 });
+    expect(only<EntryEventData>(after, "credit.reversed").data).toMatchObject({ amount: -500, balance: { available: 1000 } });
   });
 
   it("a payment that did not succeed produces nothing; the account's next real top-up is its only event", async () => {

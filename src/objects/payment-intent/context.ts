@@ -97,6 +97,15 @@ export class Alarm {
     return this.storage.setAlarm(Date.now() + backoffMs(attempts));
   }
 
+  /**
+   * Set for `at` without reading it first, so that the call leaves with the write just before it
+   * and the two are stored together (no crash between them). It may move a sooner alarm to `at`;
+   * that run arms whatever else is owed (ensureArmed).
+   */
+  cover(at: number): Promise<void> {
+    return this.storage.setAlarm(at);
+  }
+
   /** Armed for `at` unless it already runs sooner. */
   async by(at: number): Promise<void> {
     const due = await this.storage.getAlarm();

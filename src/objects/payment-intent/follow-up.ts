@@ -86,6 +86,8 @@ export class FollowUp {
           };
           this.ctx.outbox.add(attentionEvent(rec, { ...fact, accountId, reason: `${a.kind} refused by Stripe`, error: result.error }));
         });
+        const due = this.ctx.outbox.dueAt();
+        if (due !== null) await this.ctx.alarm.cover(due);
         logEvent("needs_attention", { payment_intent: pi, reason: "adjustment_refused", operation: a.operation, error: result.error });
       } else {
         store.updateAdjustment(a.operation, { last_error: result.error });
