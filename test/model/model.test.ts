@@ -614,22 +614,17 @@ interface WalletSeen {
 async function observeWallet(account: Account): Promise<WalletSeen> {
   const stub = env.ACCOUNTS.getByName(account.accountId);
   const inspection = await stub.inspectWallet();
-  const applied = await runInDurableObject(stub, (_instance, state) => {
-    const table = state.storage.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'entries'").toArray();
-    if (table.length === 0) return [] as string[];
-    return state.storage.sql
-      .exec<{ stripe_tx: string }>("SELECT stripe_tx FROM entries WHERE stripe_tx IS NOT NULL")
-      .toArray()
-      .map((r) => r.stripe_tx);
-  });
-  const events = await runInDurableObject(stub, (_instance, state) => {
-    const table = state.storage.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").toArray();
-    if (table.length === 0) return [] as string[];
-    return state.storage.sql
-      .exec<{ id: string }>("SELECT id FROM outbox")
-      .toArray()
-      .map((r) => r.id);
-  });
+  // One column of a table in the account object's storage, or nothing while the table does not exist.
+  const column = (table: string, name: string, where = "") =>
+    runInDurableObject(stub, (_instance, state) => {
+      if (state.storage.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", table).toArray().length === 0) return [] as string[];
+      return state.storage.sql
+        .exec<Record<string, string>>(`SELECT ${name} AS v FROM ${table} ${where}`)
+        .toArray()
+        .map((r) => r.v as string);
+    });
+  const applied = await column("entries", "stripe_tx", "WHERE stripe_tx IS NOT NULL");
+  const events = await column("outbox", "id");
   const newest = (await emu<{ data: { ending_balance: number }[] }>(`/customers/${account.customerId}/balance_transactions`)).data[0];
   return {
     account,
