@@ -12,6 +12,7 @@ import type { AppEnv } from "./http.js";
 import { logEvent } from "./log.js";
 import { accountSettings } from "./routes/account-settings.js";
 import { accounts } from "./routes/accounts.js";
+import { autoRechargeBilling, autoRechargeSeller } from "./routes/auto-recharge.js";
 import { billing } from "./routes/billing.js";
 import { config } from "./routes/config.js";
 import { demo } from "./routes/demo.js";
@@ -158,9 +159,11 @@ export function buildApp(): OpenAPIHono<AppEnv> {
   app.get("/healthz", (c) => c.json({ ok: true }));
   app.route("/billing", billing);
   app.route("/billing", config);
+  app.route("/billing", autoRechargeBilling);
   // The seller's server-to-server API: a service token, no CORS.
   app.route("/v1/accounts", accounts);
   app.route("/v1/accounts", accountSettings);
+  app.route("/v1/accounts", autoRechargeSeller);
   describeUndocumentedRoutes(app);
   app.doc31("/openapi.json", {
     openapi: "3.1.0",

@@ -21,6 +21,7 @@ export type ErrorCode =
   | "hold_not_found"
   | "hold_not_active"
   | "dead_letter_not_found"
+  | "no_saved_card"
   | "events_unavailable"
   | "invalid_signature"
   | "payload_too_large"

@@ -5,6 +5,7 @@
 //   credit/, wallet/    the rules and contracts of crediting and of spending
 //   stripe/             every Stripe call (a gateway per resource), keys, error verdicts
 //   events/             events to the seller's backend: outbox, queue consumer, dead letters
+//   recharge/           auto-recharge: saved cards, off-session recharges started by wallet writes
 //   settings.ts, env.ts the settings schema, and the generated bindings
 
 import { buildApp } from "./app.js";
@@ -19,6 +20,7 @@ export { CreditRegistry } from "./objects/registry.js";
 export { StripeGovernor } from "./objects/governor.js";
 export { RequestLimiter } from "./objects/limiter.js";
 export { EventDeadLetters } from "./events/dead-letters.js";
+export { CardIndex } from "./objects/card-index.js";
 
 const app = buildApp();
 

@@ -13,6 +13,7 @@ import {
   ledgerFor,
   legacyCredit,
   newAccountId,
+  operatorEntry,
   piObject,
   stripeRequests,
   tokenFor,
@@ -58,10 +59,7 @@ describe("credited elsewhere", () => {
     expect(await stripeRequests({ key: `credit-tx:${pi.id}*` })).toHaveLength(0);
     expect((await piObject(pi.id).inspect()).record?.state).toBe("needs_attention");
 
-    const listed = await json<{ data: { payment_intent_id: string; state: string; reason: string }[] }>(
-      await call("/operator/credits", { headers: { authorization: `Bearer ${TEST_BINDINGS.OPERATOR_TOKEN}` } }),
-    );
-    const entry = listed.data.find((e) => e.payment_intent_id === pi.id);
+    const entry = await operatorEntry(pi.id);
     expect(entry?.state).toBe("needs_attention");
     expect(entry?.reason).toContain("no entry");
 

@@ -180,10 +180,20 @@ async function driver(entry: Entry, pi: string, token: string): Promise<Driver> 
   };
 }
 
+/** Every entry GET /operator/credits lists, page by page (other tests' entries share the list). */
 async function operatorList(): Promise<{ payment_intent_id: string; state: string; reason?: string | null }[]> {
-  const res = await call("/operator/credits", { headers: { authorization: `Bearer ${TEST_BINDINGS.OPERATOR_TOKEN}` } });
-  expect(res.status).toBe(200);
-  return (await json<{ data: { payment_intent_id: string; state: string; reason?: string | null }[] }>(res)).data;
+  const all: { payment_intent_id: string; state: string; reason?: string | null }[] = [];
+  let after: string | null = null;
+  do {
+    const res = await call(`/operator/credits?limit=200${after ? `&after=${after}` : ""}`, {
+      headers: { authorization: `Bearer ${TEST_BINDINGS.OPERATOR_TOKEN}` },
+    });
+    expect(res.status).toBe(200);
+    const page = await json<{ data: { payment_intent_id: string; state: string; reason?: string | null }[]; next_after: string | null }>(res);
+    all.push(...page.data);
+    after = page.next_after;
+  } while (after);
+  return all;
 }
 
 async function expectNotListed(pi: string): Promise<void> {

@@ -31,6 +31,8 @@ describe("/openapi.json", () => {
     expect(new Set(documented)).toEqual(new Set(served));
     expect(documented.sort()).toEqual(
       [
+        "GET /billing/auto_recharge",
+        "PUT /billing/auto_recharge",
         "GET /billing/balance",
         "GET /billing/config",
         "GET /billing/transactions",
@@ -46,6 +48,8 @@ describe("/openapi.json", () => {
         "GET /v1/accounts/{account_id}/transactions",
         "GET /v1/accounts/{account_id}/settings",
         "PUT /v1/accounts/{account_id}/settings",
+        "GET /v1/accounts/{account_id}/auto_recharge",
+        "PUT /v1/accounts/{account_id}/auto_recharge",
       ].sort(),
     );
   });

@@ -57,8 +57,7 @@ describe("operator routes", () => {
     const rule = await addFault({ kind: "error_500", saved: false, key: `credit-tx:${pi.id}*`, times: 1000 });
     expect((await confirm(token, pi.id)).status).toBe(503);
 
-    const list = await json<{ data: Listed[] }>(await call("/operator/credits", { headers: auth }));
-    const entry = list.data.find((e) => e.payment_intent_id === pi.id);
+    const entry = (await listed()).find((e) => e.payment_intent_id === pi.id);
     expect(entry?.state).toBe("verified");
     expect(entry?.last_error).toContain("500");
     expect(entry?.retry_count).toBe(1);
@@ -78,8 +77,7 @@ describe("operator routes", () => {
     expect(retried.record.state).toBe("credited");
     expect(await ledgerFor(customer.id, pi.id)).toHaveLength(1);
 
-    const after = await json<{ data: Listed[] }>(await call("/operator/credits", { headers: auth }));
-    expect(after.data.map((e) => e.payment_intent_id)).not.toContain(pi.id);
+    expect((await listed()).map((e) => e.payment_intent_id)).not.toContain(pi.id);
   });
 
   it.each([

@@ -18,6 +18,10 @@ export const EVENT_TYPES = [
   "balance.low",
   "balance.depleted",
   "balance.recovered",
+  "recharge.succeeded",
+  "recharge.failed",
+  "recharge.action_required",
+  "recharge.disabled",
 ] as const;
 
 export type EventType = (typeof EVENT_TYPES)[number];
@@ -60,7 +64,36 @@ export interface AttentionEventData {
   error: string | null;
 }
 
-export type EventData = EntryEventData | BalanceEventData | AttentionEventData;
+/**
+ * `recharge.succeeded` (its credit reached the wallet), `recharge.failed` (declined, refused, or
+ * not authenticated within a day), `recharge.action_required` (the bank asks the customer to
+ * authenticate: the page completes it with Stripe.js before `expires_at`).
+ */
+export interface RechargeEventData {
+  account_id: string;
+  /** The account's recharge number (1, 2, …): `recharge:{account}:{n}` is its Idempotency-Key. */
+  recharge: number;
+  payment_intent_id: string | null;
+  amount: number;
+  currency: string;
+  /** recharge.failed: Stripe's error code (card_declined, authentication_required, …) and the card's decline code. */
+  code: string | null;
+  decline_code: string | null;
+  /** recharge.action_required: when the waiting payment is cancelled if not completed (ISO 8601). */
+  expires_at: string | null;
+  /** Failed recharges in a row (3 switch auto-recharge off). */
+  consecutive_failures: number;
+}
+
+/** `recharge.disabled`: auto-recharge switched itself off until the user turns it on again. */
+export interface RechargeDisabledData {
+  account_id: string;
+  /** `declined`: 3 failed recharges in a row; `card_removed`: the saved card was detached in Stripe. */
+  reason: "declined" | "card_removed";
+  consecutive_failures: number;
+}
+
+export type EventData = EntryEventData | BalanceEventData | AttentionEventData | RechargeEventData | RechargeDisabledData;
 
 /** One event as produced and queued; the delivered body is `{type, timestamp, data}`. */
 export interface ServiceEvent {

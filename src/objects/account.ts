@@ -1,64 +1,70 @@
 // The Account object: one per account id. It remembers which Stripe customer belongs to the
 // account, creates that customer (once: concurrent first top-ups share one creation, and the
 // creation's Idempotency-Key guards retries), creates top-up PaymentIntents, and hosts the
-// account's wallet (src/wallet/): spending, balance, ledger, the sync to Stripe.
+// account's wallet (src/wallet/: spending, balance, ledger, the sync to Stripe) and its
+// auto-recharge (src/recharge/: started by the wallet's own writes).
 //
-// Stripe's customer search lags writes (up to a minute, an hour in incidents), so the customer
-// is remembered durably the first time it is known and every later lookup is answered from
-// storage. Concurrent first lookups share one in-flight promise, because the object admits
-// other calls while it awaits Stripe.
-//
-// account (one row): account_id, customer_id, created_at, updated_at. (balance, currency and
-//   balance_at are no longer written: the wallet keeps the account's figures.)
-
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../env.js";
 import type { ThresholdView } from "../events/wallet-events.js";
 import { logEvent } from "../log.js";
+import type { AutoRechargeView, ConfigureOutcome, RechargeSettings } from "../recharge/contract.js";
+import { AutoRecharge } from "../recharge/recharger.js";
+import { RECHARGE_SCHEMA } from "../recharge/schema.js";
 import { settings } from "../settings.js";
 import { StripeGateway } from "../stripe/gateway.js";
 import type { BalanceOutcome, LinesPage, ReportOutcome, SpendOutcome, SpendRequest, StripeEntryReport } from "../wallet/contract.js";
 import { Wallet } from "../wallet/wallet.js";
 import type { CustomerLookup, TopUpResult, WalletInspection } from "./contract.js";
-
-const SCHEMA = `CREATE TABLE IF NOT EXISTS account (
-  account_id TEXT PRIMARY KEY,
-  customer_id TEXT NOT NULL,
-  balance INTEGER,
-  currency TEXT,
-  balance_at INTEGER,
-  created_at INTEGER NOT NULL,
-  updated_at INTEGER NOT NULL
-)`;
-
-interface AccountRow {
-  account_id: string;
-  customer_id: string;
-}
+import { AccountCustomer } from "./account-customer.js";
+import { cardIndexObject, paymentIntentObject } from "./stubs.js";
 
 const RETRY_AFTER_SECONDS = 2;
-/** How long "this account has no customer" is answered from memory. */
-const NO_CUSTOMER_MEMORY_MS = 60_000;
 
 /** The per-account Durable Object; its public methods are the RPC surface. */
 export class AccountObject extends DurableObject<Env> {
   #stripe: StripeGateway | null = null;
-  #lookup: Promise<CustomerLookup> | null = null;
-  #creation: Promise<CustomerLookup> | null = null;
-  /** An account with no customer, remembered briefly in memory so its requests do not each cost a search. */
-  #noCustomerUntil = 0;
+  #customer: AccountCustomer;
   #wallet: Wallet;
+  #recharge: AutoRecharge;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.#wallet = new Wallet({
+    const wallet = new Wallet({
       storage: ctx.storage,
       env,
       stripe: () => this.#gateway,
       customer: (accountId) => this.customerFor(accountId),
-      adoptCustomer: (accountId, customerId) => this.#remember(accountId, customerId),
+      adoptCustomer: (accountId, customerId) => this.#customer.remember(accountId, customerId),
+      log: logEvent,
+      schema: [RECHARGE_SCHEMA],
+    });
+    this.#wallet = wallet;
+    // A customer made just now has no ledger: its wallet opens empty, with no Stripe read, in the pairing's transaction.
+    this.#customer = new AccountCustomer(
+      ctx.storage,
+      () => this.#gateway,
+      (accountId, customerId) => wallet.openNew(accountId, customerId),
+    );
+    this.#recharge = new AutoRecharge({
+      tables: () => wallet.ledger.tables(),
+      atomically: (fn) => wallet.ledger.atomically(fn),
+      wallet: () => wallet.ledger.row(),
+      credited: (paymentIntentId) => wallet.ledger.hasTopUp(paymentIntentId),
+      outbox: wallet.outbox,
+      stripe: () => this.#gateway,
+      // The PaymentIntent object credits a paid recharge as it credits any top-up (a webhook's notice).
+      handOver: async (paymentIntentId) => (await paymentIntentObject(env, paymentIntentId).notify(paymentIntentId, { kind: "succeeded" })).accepted,
+      indexCard: async (paymentMethod, accountId) => {
+        await cardIndexObject(env, paymentMethod).link(paymentMethod, accountId);
+      },
+      settle: () => wallet.settle(),
+      defaultCurrency: () => settings(env).topUps.defaultCurrency,
       log: logEvent,
     });
+    // After the wallet's own events, so a recharge's events follow the balance alert that caused it.
+    wallet.ledger.observe((entry, _before, after) => this.#recharge.onEntry(entry, after));
+    wallet.schedule(() => this.#recharge.dueAt());
   }
 
   get #gateway(): StripeGateway {
@@ -68,12 +74,7 @@ export class AccountObject extends DurableObject<Env> {
 
   /** The account's Stripe customer, from storage or, the first time, from Stripe's search. */
   async customerFor(accountId: string): Promise<CustomerLookup> {
-    const known = this.#stored(accountId);
-    if (known.ok || Date.now() < this.#noCustomerUntil) return known;
-    this.#lookup ??= this.#search(accountId).finally(() => {
-      this.#lookup = null;
-    });
-    return this.#lookup;
+    return this.#customer.find(accountId);
   }
 
   /**
@@ -81,18 +82,12 @@ export class AccountObject extends DurableObject<Env> {
    * request limit can still be answered what costs nothing.
    */
   async knownCustomer(accountId: string): Promise<CustomerLookup> {
-    return this.#stored(accountId);
+    return this.#customer.stored(accountId);
   }
 
   /** The account's customer, created on first use. Concurrent callers share one creation. */
   async ensureCustomer(accountId: string): Promise<CustomerLookup> {
-    this.#noCustomerUntil = 0;
-    const found = await this.customerFor(accountId);
-    if (found.ok || found.reason === "unavailable") return found;
-    this.#creation ??= this.#create(accountId).finally(() => {
-      this.#creation = null;
-    });
-    return this.#creation;
+    return this.#customer.ensure(accountId);
   }
 
   /**
@@ -100,7 +95,7 @@ export class AccountObject extends DurableObject<Env> {
    * PaymentIntents with it become credit. With a client Idempotency-Key, a double-clicked "Pay"
    * makes one PaymentIntent (the gateway scopes the key to the account).
    */
-  async createTopUp(accountId: string, amount: number, currency: string, clientKey: string | null): Promise<TopUpResult> {
+  async createTopUp(accountId: string, amount: number, currency: string, clientKey: string | null, savePaymentMethod = false): Promise<TopUpResult> {
     const customer = await this.ensureCustomer(accountId);
     if (!customer.ok) return customer.reason === "unavailable" ? customer : { ok: false, reason: "unavailable", retryAfterSeconds: RETRY_AFTER_SECONDS };
     // One currency per wallet (Stripe keeps a customer's balance in one): refused before payment.
@@ -108,9 +103,17 @@ export class AccountObject extends DurableObject<Env> {
     if (opened.kind === "unavailable") return { ok: false, reason: "unavailable", retryAfterSeconds: opened.retryAfterSeconds };
     const walletCurrency = this.#wallet.ledger.row()?.currency ?? null;
     if (walletCurrency !== null && walletCurrency !== currency) return { ok: false, reason: "currency_mismatch", currency: walletCurrency };
-    const created = await this.#gateway.paymentIntents.createTopUp({ accountId, customerId: customer.customerId, amount, currency, clientKey });
+    const created = await this.#gateway.paymentIntents.createTopUp({
+      accountId,
+      customerId: customer.customerId,
+      amount,
+      currency,
+      clientKey,
+      savePaymentMethod,
+    });
     if (created.ok) {
       const pi = created.value;
+      if (savePaymentMethod) this.#wallet.ledger.atomically(() => this.#recharge.cards.noteSave(pi.id));
       return { ok: true, paymentIntentId: pi.id, clientSecret: pi.client_secret ?? "", amount: pi.amount, currency: pi.currency };
     }
     const failure = created.failure;
@@ -122,7 +125,9 @@ export class AccountObject extends DurableObject<Env> {
 
   /** A debit, hold, capture or release from the seller's backend, under its Idempotency-Key. */
   async spend(accountId: string, request: SpendRequest, idempotencyKey: string, fingerprint: string): Promise<SpendOutcome> {
-    return this.#wallet.spend(accountId, request, idempotencyKey, fingerprint);
+    const outcome = await this.#wallet.spend(accountId, request, idempotencyKey, fingerprint);
+    this.#rechargeIfDue();
+    return outcome;
   }
 
   /** The wallet's figures: available, held, and when Stripe was last brought up to date. */
@@ -137,7 +142,43 @@ export class AccountObject extends DurableObject<Env> {
 
   /** A PaymentIntent object's credits and reversals, applied once each; ok once durable here. */
   async applyStripeEntries(accountId: string, reports: StripeEntryReport[]): Promise<ReportOutcome> {
-    return this.#wallet.applyReports(accountId, reports);
+    const outcome = await this.#wallet.applyReports(accountId, reports);
+    this.#rechargeIfDue();
+    return outcome;
+  }
+
+  /** Auto-recharge as it stands: settings, saved card, this month's total, the open (or last) recharge. Storage only. */
+  async autoRecharge(): Promise<AutoRechargeView> {
+    return this.#recharge.view();
+  }
+
+  /** Sets auto-recharge (turning it on needs a saved card); a balance already below the threshold starts a recharge. */
+  async configureAutoRecharge(accountId: string, next: RechargeSettings): Promise<ConfigureOutcome> {
+    if (next.enabled) {
+      const opened = await this.#wallet.ensureOpen(accountId);
+      if (opened.kind === "unavailable") return { ok: false, reason: "unavailable", retryAfterSeconds: opened.retryAfterSeconds };
+    }
+    const outcome = this.#wallet.ledger.atomically(() => this.#recharge.configure(next));
+    await this.#wallet.settle();
+    this.#rechargeIfDue();
+    return outcome;
+  }
+
+  /** Stripe detached a card (payment_method.detached): forgotten if it is this account's saved card. */
+  async forgetCard(paymentMethod: string): Promise<{ forgotten: boolean }> {
+    const forgotten = this.#wallet.ledger.atomically(() => this.#recharge.forgetCard(paymentMethod));
+    await this.#wallet.settle();
+    return { forgotten };
+  }
+
+  /**
+   * Starts the recharge step a write made due without making the writer wait for Stripe. The
+   * alarm the write armed covers it if this object goes away first.
+   */
+  #rechargeIfDue(): void {
+    const due = this.#recharge.dueAt();
+    if (due === null || due > Date.now()) return;
+    this.#recharge.run().catch((err: unknown) => logEvent("recharge_run_failed", { error: String(err) }));
   }
 
   /** The account's settings: its low-balance threshold, and whether it is its own or the default. */
@@ -168,81 +209,12 @@ export class AccountObject extends DurableObject<Env> {
 
   override async alarm(): Promise<void> {
     try {
+      await this.#recharge.run();
       await this.#wallet.alarm();
     } catch (err) {
       // Never throw out of an alarm (the platform gives up after six retries): try again shortly.
       logEvent("wallet_alarm_failed", { error: String(err) });
       await this.ctx.storage.setAlarm(Date.now() + 30_000);
     }
-  }
-
-  #hasTable(): boolean {
-    return this.ctx.storage.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'account'").toArray().length > 0;
-  }
-
-  #rows(): AccountRow[] {
-    if (!this.#hasTable()) return [];
-    return this.ctx.storage.sql.exec<Record<string, SqlStorageValue>>("SELECT account_id, customer_id FROM account").toArray() as unknown as AccountRow[];
-  }
-
-  #row(accountId: string): AccountRow | null {
-    return this.#rows().find((r) => r.account_id === accountId) ?? null;
-  }
-
-  #stored(accountId: string): CustomerLookup {
-    const known = this.#row(accountId);
-    return known ? { ok: true, customerId: known.customer_id } : { ok: false, reason: "no_customer" };
-  }
-
-  #remember(accountId: string, customerId: string): void {
-    const now = Date.now();
-    this.ctx.storage.transactionSync(() => {
-      this.ctx.storage.sql.exec(SCHEMA);
-      this.ctx.storage.sql.exec(
-        "INSERT INTO account (account_id, customer_id, created_at, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (account_id) DO NOTHING",
-        accountId,
-        customerId,
-        now,
-        now,
-      );
-    });
-  }
-
-  async #search(accountId: string): Promise<CustomerLookup> {
-    const found = await this.#gateway.customers.searchByAccount(accountId);
-    if (!found.ok) {
-      logEvent("customer_lookup_failed", { account: accountId, error: found.failure.message });
-      return { ok: false, reason: "unavailable", retryAfterSeconds: RETRY_AFTER_SECONDS };
-    }
-    // Not remembered when absent: an account may get its customer later, and a stranger's
-    // guesses must not fill storage.
-    const [oldest] = found.value;
-    if (!oldest) {
-      this.#noCustomerUntil = Date.now() + NO_CUSTOMER_MEMORY_MS;
-      return { ok: false, reason: "no_customer" };
-    }
-    // Two customers for one account should never happen; the oldest counts (the gateway orders them).
-    if (found.value.length > 1) logEvent("duplicate_customers", { account: accountId, ids: found.value.map((c) => c.id) });
-    this.#remember(accountId, oldest.id);
-    return { ok: true, customerId: oldest.id };
-  }
-
-  async #create(accountId: string): Promise<CustomerLookup> {
-    // The key makes a retried creation (after a lost answer, or from a restarted object) return
-    // the same customer for as long as Stripe keeps keys; the durable row covers after.
-    const created = await this.#gateway.customers.createForAccount(accountId);
-    if (!created.ok) {
-      logEvent("customer_create_failed", { account: accountId, error: created.failure.message });
-      return { ok: false, reason: "unavailable", retryAfterSeconds: RETRY_AFTER_SECONDS };
-    }
-    const customerId = created.value.id;
-    // The pairing and the wallet land together. A customer made just now has no ledger: its
-    // wallet opens empty, with no Stripe read.
-    this.ctx.storage.transactionSync(() => {
-      this.#remember(accountId, customerId);
-      this.#wallet.openNew(accountId, customerId);
-    });
-    logEvent("customer_created", { account: accountId, customer: customerId });
-    return { ok: true, customerId };
   }
 }

@@ -35,3 +35,8 @@ export function limiterObject(env: Env, key: string) {
 export function deadLettersObject(env: Env) {
   return env.DEAD_LETTERS.getByName(DEAD_LETTERS_NAME);
 }
+
+/** The saved card `paymentMethod`'s entry in the card index: which account saved it. */
+export function cardIndexObject(env: Env, paymentMethod: string) {
+  return env.CARD_INDEX.getByName(paymentMethod);
+}

@@ -168,7 +168,7 @@ const topUpRoute = createRoute({
 billing.use("/top_ups", requireAccount, jsonBody(BODY_MAX_BYTES));
 
 billing.openapi(topUpRoute, async (c) => {
-  const { amount, currency } = c.req.valid("json");
+  const { amount, currency, save_payment_method: savePaymentMethod = false } = c.req.valid("json");
   const clientKey = c.req.valid("header")["idempotency-key"] ?? null;
   const limits = settings(c.env).topUps;
   if (!limits.currencies.includes(currency)) throw new ApiError(400, "invalid_request", `currency: must be one of ${limits.currencies.join(", ")}`);
@@ -176,11 +176,14 @@ billing.openapi(topUpRoute, async (c) => {
   const accountId = c.get("accountId");
   const limit = await checkLimits(c, "topup", accountId);
   if (!limit.ok) throw rateLimited(limit.retryAfterSeconds);
-  const result = await callObject(async (): Promise<TopUpResult> => await accountObject(c.env, accountId).createTopUp(accountId, amount, currency, clientKey));
+  const result = await callObject(
+    async (): Promise<TopUpResult> => await accountObject(c.env, accountId).createTopUp(accountId, amount, currency, clientKey, savePaymentMethod),
+  );
   logEvent("top_up", {
     account: accountId,
     amount,
     currency,
+    save_payment_method: savePaymentMethod,
     outcome: result.ok ? "created" : result.reason,
     payment_intent: result.ok ? result.paymentIntentId : null,
   });

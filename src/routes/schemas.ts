@@ -48,6 +48,10 @@ export const TopUpBody = z
   .object({
     amount: z.number().int().positive().openapi({ description: "In the currency's minor unit (cents for usd)", example: 2000 }),
     currency: Currency,
+    save_payment_method: z
+      .boolean()
+      .optional()
+      .openapi({ description: "Keep the card for auto-recharge (the PaymentIntent is created with setup_future_usage: off_session)" }),
   })
   .strict()
   .openapi("TopUpRequest");

@@ -16,7 +16,7 @@ import { sha256Hex } from "../hash.js";
 import type { AppEnv } from "../http.js";
 import { PAYMENT_INTENT_ID } from "../ids.js";
 import { logEvent } from "../log.js";
-import { paymentIntentObject, registryObject } from "../objects/stubs.js";
+import { cardIndexObject, paymentIntentObject, registryObject } from "../objects/stubs.js";
 import { settings } from "../settings.js";
 import { verifyWebhookSignature } from "../stripe/webhooks.js";
 import { callObject } from "./object-calls.js";
@@ -56,6 +56,19 @@ webhook.post(
       return c.json({ received: true }, 200);
     }
     const { event } = parsed;
+    if (event.type === "payment_method.detached") {
+      // The account that saved the card forgets it (the card index finds it: a detached card names no customer).
+      const pm = event.object.id;
+      const told = await callObject(async () => await cardIndexObject(c.env, pm).detached(pm));
+      logEvent("webhook", {
+        event_id: event.id,
+        type: event.type,
+        payment_method: pm,
+        account: told.account_id,
+        outcome: told.forgotten ? "forgotten" : "ignored",
+      });
+      return c.json({ received: true }, 200);
+    }
     const target = factOf(event, settings(c.env).reverseOnRefund);
     if (!target) {
       logEvent("webhook", { event_id: event.id, type: event.type === "other" ? event.name : event.type, outcome: "ignored" });
@@ -85,11 +98,13 @@ const PaymentIntentObject = z.looseObject({ id: z.string().regex(PAYMENT_INTENT_
 // A charge with no PaymentIntent (payment_intent: null) is a legitimate charge of another kind.
 const ChargeObject = z.looseObject({ payment_intent: Ref.nullable(), amount_refunded: Amount });
 const DisputeObject = z.looseObject({ id: Id, amount: Amount, status: z.string().min(1), payment_intent: Ref.nullable() });
+const PaymentMethodObject = z.looseObject({ id: z.string().regex(/^pm_[A-Za-z0-9_]{1,250}$/) });
 
 type Event =
   | { id: string; type: "payment_intent.succeeded"; object: z.infer<typeof PaymentIntentObject> }
   | { id: string; type: "charge.refunded"; object: z.infer<typeof ChargeObject> }
   | { id: string; type: "charge.dispute.created" | "charge.dispute.updated" | "charge.dispute.closed"; object: z.infer<typeof DisputeObject> }
+  | { id: string; type: "payment_method.detached"; object: z.infer<typeof PaymentMethodObject> }
   | { id: string; type: "other"; name: string };
 
 type Parsed = { ok: true; event: Event } | { ok: false; eventId: string; type: string | null; error: string };
@@ -129,6 +144,10 @@ async function parseEvent(raw: string): Promise<Parsed> {
     case "charge.dispute.updated":
     case "charge.dispute.closed": {
       const object = DisputeObject.safeParse(data.object);
+      return object.success ? { ok: true, event: { id, type, object: object.data } } : bad(object.error);
+    }
+    case "payment_method.detached": {
+      const object = PaymentMethodObject.safeParse(data.object);
       return object.success ? { ok: true, event: { id, type, object: object.data } } : bad(object.error);
     }
     default:
@@ -176,6 +195,7 @@ function factOf(event: Event, reverse: boolean): { paymentIntentId: string; fact
       fact = { kind: "dispute", disputeId: dispute.id, amount: dispute.amount, status };
       break;
     }
+    case "payment_method.detached":
     case "other":
       return null;
   }

@@ -22,12 +22,16 @@ export interface StripeFailure {
   rawType: string | null;
   /** For logs and the operator view; never sent to browsers. */
   message: string;
+  /** A card error's `decline_code` (generic_decline, insufficient_funds, authentication_required, …). */
+  declineCode: string | null;
+  /** The PaymentIntent a card error carries (`error.payment_intent`): a declined or unauthenticated payment's. */
+  paymentIntent: { id: string; status: string; client_secret: string | null } | null;
 }
 
 /** Classifies anything a Stripe SDK call threw. */
 export function classifyStripeError(err: unknown): StripeFailure {
   if (!(err instanceof Stripe.errors.StripeError)) {
-    return { kind: "ambiguous", replayed: false, status: null, code: null, rawType: null, message: describe(err) };
+    return { kind: "ambiguous", replayed: false, status: null, code: null, rawType: null, message: describe(err), declineCode: null, paymentIntent: null };
   }
   const status = typeof err.statusCode === "number" ? err.statusCode : null;
   const code = err.code ?? null;
@@ -39,7 +43,17 @@ export function classifyStripeError(err: unknown): StripeFailure {
   else if (status === 409 || status >= 500) kind = "ambiguous";
   else if (status === 429 || status === 401 || status === 403) kind = "transient";
   else kind = "permanent";
-  return { kind, replayed, status, code, rawType: err.rawType ?? null, message };
+  const pi = err.payment_intent;
+  return {
+    kind,
+    replayed,
+    status,
+    code,
+    rawType: err.rawType ?? null,
+    message,
+    declineCode: err.decline_code ?? null,
+    paymentIntent: pi?.id ? { id: pi.id, status: pi.status, client_secret: pi.client_secret ?? null } : null,
+  };
 }
 
 /** Reads a header whether the SDK hands over a plain record or a fetch `Headers`. */

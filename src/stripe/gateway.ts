@@ -21,6 +21,8 @@ export type CallKind =
   | "payment_intents.retrieve"
   | "payment_intents.create"
   | "payment_intents.update"
+  | "payment_intents.cancel"
+  | "payment_intents.list"
   | "customers.retrieve"
   | "customers.search"
   | "customers.create"

@@ -80,3 +80,16 @@ export function customerKey(accountId: string): string {
 export function batchKey(customerId: string, n: number, attempt: number): string {
   return attemptKey(`wallet-debits:${customerId}:${n}`, attempt);
 }
+
+/**
+ * `recharge:{account}:{n}`: recharge n of an account, recorded before it is sent, so a retry
+ * after a crash or a lost answer (within Stripe's 24 h) returns the same PaymentIntent.
+ */
+export function rechargeKey(accountId: string, n: number): string {
+  return `recharge:${accountId}:${n}`;
+}
+
+/** `recharge-cancel:{account}:{n}`: cancelling recharge n's PaymentIntent when nobody completed it in time. */
+export function rechargeCancelKey(accountId: string, n: number): string {
+  return `recharge-cancel:${accountId}:${n}`;
+}

@@ -46,9 +46,13 @@ export type EntryObserver = (entry: EntryRow, before: WalletRow, after: WalletRo
 
 export class WalletLedger {
   #hasSchema = false;
-  #observer: EntryObserver | null = null;
+  #observers: EntryObserver[] = [];
 
-  constructor(private readonly storage: DurableObjectStorage) {}
+  /** `extraSchema`: tables of the account's that live beside the wallet's (auto-recharge's), created with them. */
+  constructor(
+    private readonly storage: DurableObjectStorage,
+    private readonly extraSchema: readonly string[] = [],
+  ) {}
 
   get #sql(): SqlStorage {
     return this.storage.sql;
@@ -57,12 +61,13 @@ export class WalletLedger {
   #ensureSchema(): void {
     if (this.#hasSchema) return;
     this.#sql.exec(WALLET_SCHEMA);
+    for (const schema of this.extraSchema) this.#sql.exec(schema);
     this.#hasSchema = true;
   }
 
-  /** Sets the one observer of new lines (the wallet's events). */
+  /** Adds an observer of new lines (the wallet's events, auto-recharge), told in the order added. */
   observe(observer: EntryObserver): void {
-    this.#observer = observer;
+    this.#observers.push(observer);
   }
 
   /** Runs `fn` as one transaction: all of its writes land, or none. Transactions nest. */
@@ -127,13 +132,19 @@ export class WalletLedger {
     });
   }
 
+  /** Whether a top-up of this PaymentIntent has been credited here. */
+  hasTopUp(paymentIntentId: string): boolean {
+    this.#ensureSchema();
+    return this.#sql.exec("SELECT 1 FROM entries WHERE payment_intent_id = ? AND kind = 'top_up' LIMIT 1", paymentIntentId).toArray().length > 0;
+  }
+
   knowsStripe(txId: string): boolean {
     return this.#sql.exec("SELECT 1 FROM entries WHERE stripe_tx = ?", txId).toArray().length > 0;
   }
 
   /** Appends an entry and moves the totals by it (available by amount − held, held by held). Callers hold a transaction. */
   post(entry: NewEntry): EntryRow {
-    const before = this.#observer ? this.row() : null;
+    const before = this.#observers.length > 0 ? this.row() : null;
     const row = this.#insert(entry);
     const held = entry.held ?? 0;
     this.#sql.exec("UPDATE wallet SET available = available + ?, held = held + ?", entry.amount - held, held);
@@ -143,7 +154,7 @@ export class WalletLedger {
 
   #observed(entry: EntryRow, before: WalletRow): void {
     const after = this.row();
-    if (this.#observer && after) this.#observer(entry, before, after);
+    if (after) for (const observer of this.#observers) observer(entry, before, after);
   }
 
   #insert(entry: NewEntry): EntryRow {

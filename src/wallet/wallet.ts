@@ -14,6 +14,7 @@ import { backoffMs } from "../objects/backoff.js";
 import type { CustomerLookup } from "../objects/contract.js";
 import { settings } from "../settings.js";
 import type { StripeGateway } from "../stripe/gateway.js";
+import { AccountAlarm } from "./alarm.js";
 import { WalletBatches } from "./batches.js";
 import type { BalanceOutcome, LinesPage, ReportOutcome, SpendOutcome, SpendRequest, StripeEntryReport } from "./contract.js";
 import { WalletLedger } from "./ledger.js";
@@ -36,6 +37,8 @@ export interface WalletHost {
   /** Remembers a customer Stripe said belongs to the account. */
   adoptCustomer: (accountId: string, customerId: string) => void;
   log: (event: string, fields: Record<string, unknown>) => void;
+  /** Tables the account keeps beside the wallet's (auto-recharge's), created with them. */
+  schema?: readonly string[];
 }
 
 export class Wallet {
@@ -45,11 +48,10 @@ export class Wallet {
   readonly events: WalletEvents;
   #opening: Promise<Opened> | null = null;
   #syncing: Promise<void> | null = null;
-  /** The alarm time last set by this instance (memory: after a restart, the next write sets it again). */
-  #alarmAt: number | null = null;
+  readonly #alarm: AccountAlarm;
 
   constructor(private readonly host: WalletHost) {
-    this.ledger = new WalletLedger(host.storage);
+    this.ledger = new WalletLedger(host.storage, host.schema);
     this.batches = new WalletBatches(this.ledger);
     this.outbox = new Outbox(host.storage, queueSender(host.env.EVENTS), host.log);
     this.events = new WalletEvents(
@@ -61,6 +63,16 @@ export class Wallet {
       },
     );
     this.ledger.observe((entry, before, after) => this.events.onEntry(entry, before, after));
+    this.#alarm = new AccountAlarm(host.storage);
+    this.#alarm.add(() => this.ledger.row()?.sync_due_at ?? null);
+    this.#alarm.add(() => this.ledger.nextHoldExpiry());
+    this.#alarm.add(() => this.#oldestKeyExpiry());
+    this.#alarm.add(() => this.outbox.dueAt());
+  }
+
+  /** Adds work the alarm must cover: `dueAt` answers when it is next due (null: nothing). */
+  schedule(dueAt: () => number | null): void {
+    this.#alarm.add(dueAt);
   }
 
   /** Opens an empty wallet for a customer this service has just created: it has no ledger to read. */
@@ -212,7 +224,7 @@ export class Wallet {
     this.ledger.forgetKeysBefore(now - KEEP_KEYS_MS);
     const due = this.ledger.row()?.sync_due_at ?? null;
     if (due !== null && due <= now) await this.sync();
-    this.#alarmAt = null;
+    this.#alarm.fired();
     await this.settle();
   }
 
@@ -260,30 +272,9 @@ export class Wallet {
     return settings(this.host.env).syncSeconds;
   }
 
-  /**
-   * Sets the alarm to the earliest work: a sync, a hold's expiry, keys to forget, events not yet
-   * sent. It only moves the alarm earlier (a later one runs, finds nothing due and re-arms),
-   * unless `exact`, which settles it on the earliest work, or clears it.
-   *
-   * The alarm is set without reading it first, so the call leaves in the same synchronous run as
-   * the write before it and the platform stores the two together: no crash can fall between a
-   * write (an owed sync, an event to send) and the alarm that finishes its work.
-   */
+  /** Sets the account's alarm to its earliest work (alarm.ts); `exact` settles it there, or clears it. */
   async arm(options: { exact?: boolean } = {}): Promise<void> {
-    const times = [this.ledger.row()?.sync_due_at ?? null, this.ledger.nextHoldExpiry(), this.#oldestKeyExpiry(), this.outbox.dueAt()].filter(
-      (t): t is number => t !== null,
-    );
-    const next = times.length === 0 ? null : Math.min(...times);
-    if (next === null) {
-      if (options.exact && this.#alarmAt !== null) {
-        this.#alarmAt = null;
-        await this.host.storage.deleteAlarm();
-      }
-      return;
-    }
-    if (!options.exact && this.#alarmAt !== null && this.#alarmAt <= next) return;
-    this.#alarmAt = next;
-    await this.host.storage.setAlarm(next);
+    await this.#alarm.arm(options);
   }
 
   #oldestKeyExpiry(): number | null {

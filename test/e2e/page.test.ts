@@ -9,6 +9,10 @@
 // sent to Stripe. Then spend: "Use credit" goes through the seller's API (the demo route signs
 // with SERVICE_TOKEN on the server), available drops by the amount per press and once per
 // double-click, each debit is a ledger line, and spending past zero says "Not enough credit".
+// Then auto-recharge with a card that asks for 3-D Secure every time: saved by a top-up (the
+// bank's challenge answered in the page), charged off-session when spending takes credit below
+// the threshold, which the bank refuses without the customer, so the page asks the customer to
+// confirm it; a failed challenge leaves it waiting, a completed one credits it once.
 // Screenshots are kept in test-results/.
 
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
@@ -187,6 +191,43 @@ async function seller<T>(path: string): Promise<T> {
   const res = await fetch(`${stack.workerUrl}/v1/accounts/${path}`, { headers: { authorization: `Bearer ${SERVICE_TOKEN.split(",")[0]}` } });
   expect(res.status).toBe(200);
   return (await res.json()) as T;
+}
+
+/** The emulator as a test reads it from outside: its Stripe API (with a secret key) and its control API. */
+async function emulatorGet<T>(path: string): Promise<T> {
+  const res = await fetch(`${stack.emulator?.url}${path}`, { headers: { authorization: "Bearer sk_test_e2e" } });
+  expect(res.status).toBe(200);
+  return (await res.json()) as T;
+}
+
+interface EmulatedIntent {
+  id: string;
+  status: string;
+  amount: number;
+  payment_method: string | null;
+  setup_future_usage: string | null;
+  metadata: Record<string, string>;
+}
+
+/**
+ * Slows the emulator's answers to `method` `path` (a glob) by `ms`, until the returned function
+ * is called (which removes every latency rule: no other test here sets one).
+ */
+async function slowStripe(method: string, path: string, ms: number): Promise<() => Promise<void>> {
+  const url = `${stack.emulator?.url}/_emulator/latency`;
+  const set = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ ms, method, path }) });
+  expect(set.status).toBe(200);
+  return async () => {
+    expect((await fetch(url, { method: "DELETE" })).status).toBe(200);
+  };
+}
+
+/** The 3-D Secure challenge Stripe.js shows over the page, answered as the cardholder chooses. */
+async function answerChallenge(page: Page, outcome: "Complete authentication" | "Fail authentication") {
+  const dialog = page.getByRole("dialog", { name: "Authenticate this payment" });
+  await dialog.waitFor({ state: "visible", timeout: 30_000 });
+  await dialog.getByRole("button", { name: outcome }).click();
+  await dialog.waitFor({ state: "detached" });
 }
 
 describe.skipIf(!runnable)("the top-up page", () => {
@@ -428,6 +469,164 @@ describe.skipIf(!runnable)("the top-up page", () => {
     expect(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth)).toBe(true);
     mkdirSync(join(projectRoot, "test-results"), { recursive: true });
     await page.screenshot({ path: join(projectRoot, "test-results", "e2e-spend.png"), fullPage: true });
+    expect(seen.errors).toEqual([]);
+    expect(seen.violations).toEqual([]);
+  }, 120_000);
+  it("saves a card with 3-D Secure, recharges off-session below the threshold, and the customer confirms the recharge in the page: credited once", async () => {
+    const page = await browser.newPage({ viewport: { width: 390, height: 844 } });
+    // Settings the service refuses (400, and 409 before a card is saved): the browser logs them.
+    const seen = await watch(page, /status of (400|409)/);
+    const requests = trackRequests(page);
+    await page.goto(stack.workerUrl);
+    const account = `e2e-recharge-${Date.now().toString(36)}`;
+    await page.getByLabel("Account id").fill(account);
+    await page.keyboard.press("Enter");
+    await availableIs(page, 0);
+
+    // Without a saved card the page says how to save one, and shows the service's refusals as worded.
+    await expect(page.locator("#saved-card").textContent()).resolves.toMatch(/^No saved card yet/);
+    const refusal = async () => {
+      await page.$eval("#recharge-status", (el) => el.classList.remove("ok", "bad"));
+      await page.getByRole("button", { name: "Save auto-recharge" }).click();
+      return (await page.waitForSelector("#recharge-status.bad")).textContent();
+    };
+    await page.getByLabel("Recharge automatically").check();
+    await page.getByLabel("When credit falls below").fill("5.00");
+    await page.getByLabel(/^Add/).fill("1.00");
+    await page.getByLabel("Monthly limit").fill("100.00");
+    await expect(refusal()).resolves.toBe("amount: must be between 500 and 100000");
+    await page.getByLabel(/^Add/).fill("20.00");
+    await expect(refusal()).resolves.toBe("Save a card with a top-up before turning auto-recharge on.");
+
+    // A top-up opened without saving, cancelled; ticking the box (by keyboard) makes it another top-up.
+    await page.getByLabel("Top-up amount (USD)").fill("10.00");
+    await page.getByRole("button", { name: "Top up" }).click();
+    await page.getByRole("button", { name: "Cancel" }).click();
+    await page.getByLabel("Save this card for auto-recharge").focus();
+    await page.keyboard.press("Space");
+    await expect(page.getByLabel("Save this card for auto-recharge").isChecked()).resolves.toBe(true);
+    await page.getByRole("button", { name: "Top up" }).click();
+    await page.getByLabel("Card number").fill("4000 0027 6000 3184");
+    await page.$eval("#status", (el) => el.classList.remove("ok", "bad"));
+    await page.getByRole("button", { name: /^Pay / }).click();
+
+    // The bank's challenge: a modal card within the screen, the page behind out of the pointer's reach.
+    const dialog = page.getByRole("dialog", { name: "Authenticate this payment" });
+    await dialog.waitFor({ state: "visible", timeout: 30_000 });
+    const box = await dialog.boundingBox();
+    expect(box && box.x >= 0 && box.y >= 0 && box.x + box.width <= 390 && box.y + box.height <= 844).toBe(true);
+    await expect(page.evaluate(() => document.elementFromPoint(4, 4)?.classList.contains("stripe-challenge"))).resolves.toBe(true);
+    await answerChallenge(page, "Complete authentication");
+    await expect(statusAnswered(page)).resolves.toEqual({ text: "$10.00 added.", ok: true });
+    // Focus came back from the challenge to "Pay", and went on to the amount as the card form closed.
+    await expect(page.evaluate(() => document.activeElement?.id)).resolves.toBe("amount");
+    await availableIs(page, 1000);
+    // The card is saved just after the credit: the page looks again until it shows.
+    await page.waitForFunction(() => document.getElementById("saved-card")?.textContent === "Saved card: Visa •••• 3184", null, { timeout: 30_000 });
+
+    // Two top-ups were asked for, under two keys; the one paid asked Stripe to keep the card.
+    await requests.settled();
+    const topUpKeys = requests.sent.filter((r) => r.path === "/billing/top_ups").map((r) => r.key);
+    expect(topUpKeys).toHaveLength(2);
+    expect(new Set(topUpKeys).size).toBe(2);
+    const paidId = (await seller<{ data: { payment_intent_id: string | null }[] }>(`${account}/transactions`)).data[0]?.payment_intent_id ?? "";
+    const paid = await emulatorGet<EmulatedIntent & { customer: string }>(`/v1/payment_intents/${paidId}`);
+    expect([paid.status, paid.setup_future_usage]).toEqual(["succeeded", "off_session"]);
+
+    // Auto-recharge on: below $5.00, add $20.00, at most $100.00 a month.
+    await page.getByRole("button", { name: "Save auto-recharge" }).click();
+    await page.waitForSelector("#recharge-status.ok");
+    await expect(page.locator("#recharge-status").textContent()).resolves.toBe("Auto-recharge is on: $20.00 is added when credit falls below $5.00.");
+    await expect(page.locator("#recharge-month").textContent()).resolves.toBe("This month: $0.00 recharged, $100.00 left of your $100.00 limit.");
+    await expect(seller(`${account}/auto_recharge`)).resolves.toMatchObject({ enabled: true, threshold: 500, amount: 2000, monthly_limit: 10000 });
+
+    // Spending $6.00 leaves $4.00: the recharge is charged off-session (slowly, so the page
+    // first sees it on its way), the bank wants the customer, and the page, looking again on its
+    // own, asks them to confirm.
+    const fastCreates = await slowStripe("POST", "/v1/payment_intents", 1200);
+    const notice = page.locator("#recharge-action");
+    try {
+      await page.getByLabel("Amount to use (USD)").fill("6.00");
+      await expect(useCredit(page)).resolves.toEqual({ text: "Used $6.00. $4.00 available.", ok: true });
+      await page.waitForFunction(() => document.getElementById("recharge-last")?.textContent === "An automatic top-up of $20.00 is on its way…");
+      await notice.waitFor({ state: "visible", timeout: 30_000 });
+    } finally {
+      await fastCreates();
+    }
+    await expect(page.locator("#recharge-action-text").textContent()).resolves.toBe("Your automatic top-up of $20.00 needs you to confirm your payment.");
+    const confirm = page.getByRole("button", { name: "Confirm payment" });
+
+    // A failed challenge: the error is shown, the button stays, nothing is credited.
+    await confirm.click();
+    await answerChallenge(page, "Fail authentication");
+    await page.waitForSelector("#recharge-action-status.bad");
+    await expect(page.locator("#recharge-action-status").textContent()).resolves.toMatch(/unable to authenticate/);
+    await expect(confirm.isVisible()).resolves.toBe(true);
+    await expect(confirm.getAttribute("aria-disabled")).resolves.toBeNull();
+    // Focus went into the challenge and came back to the button, for another try.
+    await expect(page.evaluate(() => document.activeElement?.id)).resolves.toBe("recharge-confirm");
+    expect(await minor(page)).toBe(400);
+    await expect(seller(`${account}/balance`)).resolves.toMatchObject({ available: 400 });
+    await expect(seller(`${account}/auto_recharge`)).resolves.toMatchObject({ recharge: { status: "action_required" } });
+    const recharges = async () =>
+      (await emulatorGet<{ data: EmulatedIntent[] }>(`/v1/payment_intents?customer=${paid.customer}&limit=100`)).data.filter((p) => p.metadata.recharge);
+    expect((await recharges()).map((p) => [p.amount, p.status])).toEqual([[2000, "requires_payment_method"]]);
+
+    // Confirmed, the challenge completed: credited once, the notice gone, focus on the balance.
+    await page.$eval("#status", (el) => el.classList.remove("ok", "bad"));
+    await confirm.click();
+    await page.getByRole("dialog", { name: "Authenticate this payment" }).waitFor({ state: "visible", timeout: 30_000 });
+    mkdirSync(join(projectRoot, "test-results"), { recursive: true });
+    await page.screenshot({ path: join(projectRoot, "test-results", "e2e-recharge-challenge.png") });
+    await answerChallenge(page, "Complete authentication");
+    await expect(statusAnswered(page)).resolves.toEqual({ text: "$20.00 added.", ok: true });
+    await availableIs(page, 2400);
+    await expect(notice.isHidden()).resolves.toBe(true);
+    await expect(page.evaluate(() => document.activeElement?.id)).resolves.toBe("balance-title");
+
+    // However the webhook and the page's confirm raced, once the webhooks are delivered: one
+    // recharge PaymentIntent, one credit for it at Stripe, one top-up line for it in the ledger.
+    const made = await recharges();
+    expect(made.map((p) => p.status)).toEqual(["succeeded"]);
+    const recharge = made[0];
+    const idle = await fetch(`${stack.emulator?.url}/_emulator/webhooks/idle`, { method: "POST" });
+    expect(idle.status).toBe(200);
+    type Tx = { amount: number; metadata: Record<string, string> };
+    const credits = (await emulatorGet<{ data: Tx[] }>(`/_emulator/customers/${paid.customer}/balance_transactions`)).data.filter(
+      (t) => t.metadata.payment_intent === recharge?.id && !t.metadata.operation,
+    );
+    expect(credits.map((t) => t.amount)).toEqual([-2000]);
+    type Lines = { data: { kind: string; amount: number; payment_intent_id: string | null }[] };
+    const lines = (await seller<Lines>(`${account}/transactions`)).data.filter((l) => l.payment_intent_id === recharge?.id);
+    expect(lines.map((l) => [l.kind, l.amount])).toEqual([["top_up", 2000]]);
+    await expect(seller(`${account}/auto_recharge`)).resolves.toMatchObject({
+      recharge: { status: "succeeded", payment_intent_id: recharge?.id, client_secret: null },
+      this_month: { recharged: 2000, remaining: 8000 },
+    });
+    await page.reload();
+    await availableIs(page, 2400);
+    await expect(page.locator("#recharge-month").textContent()).resolves.toBe("This month: $20.00 recharged, $80.00 left of your $100.00 limit.");
+
+    // The card removed at Stripe: auto-recharge switches itself off, and the page says why.
+    const detached = await fetch(`${stack.emulator?.url}/v1/payment_methods/${recharge?.payment_method}/detach`, {
+      method: "POST",
+      headers: { authorization: "Bearer sk_test_e2e" },
+    });
+    expect(detached.status).toBe(200);
+    await expect.poll(() => seller(`${account}/auto_recharge`), { timeout: 30_000 }).toMatchObject({ enabled: false, disabled_reason: "card_removed" });
+    await page.reload();
+    await page.waitForSelector("#recharge-off:not([hidden])");
+    await expect(page.locator("#recharge-off").textContent()).resolves.toMatch(/^Auto-recharge switched itself off: your saved card was removed\./);
+    await expect(page.getByLabel("Recharge automatically").isChecked()).resolves.toBe(false);
+    await expect(page.locator("#saved-card").textContent()).resolves.toMatch(/^No saved card yet/);
+
+    // Phone width, the token in no URL, no error, no policy violation, in all of it.
+    expect(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth)).toBe(true);
+    const token = (await page.evaluate(() => sessionStorage.getItem("token"))) ?? "";
+    expect(token.length).toBeGreaterThan(20);
+    expect(seen.urls.filter((u) => u.includes(token))).toEqual([]);
+    expect(seen.foreignAuth.every((r) => r.authorization === null || r.authorization === `Bearer ${PUBLISHABLE_KEY}`)).toBe(true);
+    await page.screenshot({ path: join(projectRoot, "test-results", "e2e-recharge.png"), fullPage: true });
     expect(seen.errors).toEqual([]);
     expect(seen.violations).toEqual([]);
   }, 120_000);

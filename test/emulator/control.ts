@@ -8,8 +8,10 @@ import { createCustomer } from "./customers.js";
 import type { Emulator } from "./emulator.js";
 import { StripeFailure } from "./errors.js";
 import { FAULT_KINDS, globToRegExp, type FaultKind } from "./faults.js";
-import { closeDispute, createPaymentIntent, openDispute, PROCESSING_METHOD, refund, succeed } from "./payment-intents.js";
-import type { Metadata } from "./store.js";
+import { closeDispute, createPaymentIntent, openDispute, refund } from "./payment-intents.js";
+import { attach, createPaymentMethod, TEST_PAYMENT_METHODS } from "./payment-methods.js";
+import { authenticate, PROCESSING_METHOD, succeed } from "./payments.js";
+import { CARD_BEHAVIOURS, type CardBehaviour, type Metadata } from "./store.js";
 import { signatureHeader } from "./webhooks.js";
 
 type Json = Record<string, unknown>;
@@ -187,7 +189,7 @@ export function controlApi(emu: Emulator): Hono {
       b.livemode === true,
     );
     if (status === "succeeded") {
-      pi.payment_method = "pm_card_visa";
+      pi.payment_method = createPaymentMethod(emu.store, "pm_card_visa", pi.livemode).id;
       succeed(emu.store, emu.webhooks, pi, NO_REQUEST);
       // Lets tests build PIs Stripe would rarely produce (a succeeded PI that received nothing).
       if (b.amount_received !== undefined) pi.amount_received = int(b, "amount_received");
@@ -205,6 +207,40 @@ export function controlApi(emu: Emulator): Hono {
     if (pi.status === "succeeded") throw new ControlError("already succeeded");
     succeed(emu.store, emu.webhooks, pi, NO_REQUEST);
     return c.json(pi);
+  });
+
+  // The cardholder's answer to a PaymentIntent's 3-D Secure challenge, as the Stripe.js stand-in's page gives it.
+  app.post("/payment_intents/:id/authenticate", async (c) => {
+    const outcome = optString(await body(c), "outcome");
+    if (outcome !== "complete" && outcome !== "fail") throw new ControlError("outcome must be complete or fail");
+    return c.json(authenticate(emu.store, emu.webhooks, emu.store.paymentIntent(c.req.param("id")), outcome, NO_REQUEST));
+  });
+
+  // A card as a payment with setup_future_usage leaves it (attached to `customer`, set up for
+  // off-session payments), without the payment: for tests that start from a saved card.
+  app.post("/payment_methods", async (c) => {
+    const b = await body(c);
+    const card = optString(b, "card") ?? "pm_card_visa";
+    if (!TEST_PAYMENT_METHODS.has(card)) throw new ControlError(`card must be one of ${[...TEST_PAYMENT_METHODS.keys()].join(", ")}`);
+    const customerId = optString(b, "customer");
+    const customer = customerId === undefined ? null : emu.store.customer(customerId, "customer");
+    const pm = createPaymentMethod(emu.store, card, customer?.livemode ?? false);
+    if (customer) {
+      attach(emu.store, emu.webhooks, pm, customer.id, NO_REQUEST);
+      emu.store.card(pm.id).setUp = true;
+    }
+    return c.json(cardView(emu, pm.id));
+  });
+
+  app.get("/payment_methods/:id", (c) => c.json(cardView(emu, emu.store.paymentMethod(c.req.param("id")).id)));
+
+  // Switches how a stored card answers from now on (a saved card that starts declining, or asks for 3-D Secure).
+  app.post("/payment_methods/:id", async (c) => {
+    const behaviour = optString(await body(c), "behaviour");
+    if (!CARD_BEHAVIOURS.includes(behaviour as CardBehaviour)) throw new ControlError(`behaviour must be one of ${CARD_BEHAVIOURS.join(", ")}`);
+    const pm = emu.store.paymentMethod(c.req.param("id"));
+    emu.store.card(pm.id).behaviour = behaviour as CardBehaviour;
+    return c.json(cardView(emu, pm.id));
   });
 
   app.post("/payment_intents/:id/refund", async (c) => {
@@ -284,6 +320,12 @@ export function controlApi(emu: Emulator): Hono {
   });
 
   return app;
+}
+
+/** A stored card as Stripe shows it, with what the emulator alone knows of it. */
+function cardView(emu: Emulator, id: string): Json {
+  const state = emu.store.card(id);
+  return { payment_method: emu.store.paymentMethod(id), behaviour: state.behaviour, set_up: state.setUp, spent: state.spent };
 }
 
 function configView(emu: Emulator): Json {

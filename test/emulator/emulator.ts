@@ -17,8 +17,9 @@ import type { Endpoint } from "./endpoint.js";
 import { StripeFailure, type StripeErrorBody } from "./errors.js";
 import { Faults, type FaultKind, type FaultRule } from "./faults.js";
 import { idempotencyErrorMessage, IdempotencyKeys, type SavedResult } from "./idempotency.js";
-import { canonical, decodeForm, validate } from "./params.js";
+import { canonical, decodeForm, validate, type FormValue } from "./params.js";
 import { paymentIntentEndpoints } from "./payment-intents.js";
+import { paymentMethodEndpoints } from "./payment-methods.js";
 import { newId, Store } from "./store.js";
 import { Webhooks } from "./webhooks.js";
 
@@ -158,17 +159,17 @@ export class Emulator {
     app.route("/_emulator", controlApi(this));
     // Stripe.js calls the API from the shop's page, on another origin: like Stripe, any origin
     // may call (no cookies are involved; the key and the client_secret are the credentials).
-    app.use(
-      "/v1/*",
-      cors({
-        origin: "*",
-        allowMethods: ["GET", "POST", "DELETE"],
-        allowHeaders: ["Authorization", "Content-Type", "Idempotency-Key", "Stripe-Version"],
-        exposeHeaders: ["Request-Id"],
-        maxAge: 300,
-      }),
-    );
-    for (const endpoint of [...customerEndpoints, ...balanceTransactionEndpoints, ...paymentIntentEndpoints]) {
+    // The same for the Stripe.js stand-in's own 3-D Secure route (under /v3/, beside the script).
+    const anyOrigin = cors({
+      origin: "*",
+      allowMethods: ["GET", "POST", "DELETE"],
+      allowHeaders: ["Authorization", "Content-Type", "Idempotency-Key", "Stripe-Version"],
+      exposeHeaders: ["Request-Id"],
+      maxAge: 300,
+    });
+    app.use("/v1/*", anyOrigin);
+    app.use("/v3/*", anyOrigin);
+    for (const endpoint of [...customerEndpoints, ...balanceTransactionEndpoints, ...paymentIntentEndpoints, ...paymentMethodEndpoints]) {
       app.on(endpoint.method, endpoint.pattern, (c) => this.#serve(c, endpoint));
     }
     app.notFound((c) =>
@@ -307,6 +308,7 @@ export class Emulator {
     let params;
     try {
       params = validate(form, endpoint.spec, endpoint.required);
+      endpoint.refine?.(params);
     } catch (err) {
       if (err instanceof StripeFailure) return finish(stripeError(requestId, err.status, err.body));
       throw err;
@@ -339,6 +341,8 @@ export class Emulator {
           livemode,
           publishable,
           url: url.pathname,
+          origin: url.origin,
+          expand: expandOf(form.expand),
         });
         return saved(requestId, 200, body);
       } catch (err) {
@@ -387,6 +391,13 @@ export class Emulator {
   async #hang(signal: AbortSignal): Promise<void> {
     await sleep(this.options.hangMs, signal);
   }
+}
+
+/** `expand[]=a&expand[]=b` (or `expand[0]=a`), as decoded; anything else expands nothing. */
+function expandOf(value: FormValue | undefined): string[] {
+  if (Array.isArray(value)) return value.filter((v): v is string => typeof v === "string");
+  if (value !== undefined && typeof value === "object") return Object.values(value).filter((v): v is string => typeof v === "string");
+  return typeof value === "string" ? [value] : [];
 }
 
 /** Stripe takes the secret key as a Bearer token or as the Basic-auth user name (`curl -u sk_test_...:`). */

@@ -17,6 +17,10 @@ export interface RunContext {
   /** The caller used a publishable key (pk_…), as Stripe.js does: only `publishable` endpoints get here. */
   publishable: boolean;
   url: string;
+  /** The emulator's own origin (`http://127.0.0.1:port`), for URLs it hands out. */
+  origin: string;
+  /** The request's `expand[]` values (Stripe: "payment_method" puts the object in place of its id). */
+  expand: readonly string[];
 }
 
 export interface Endpoint {
@@ -30,6 +34,12 @@ export interface Endpoint {
    * object's client_secret (checked by `run`). Any other endpoint refuses a publishable key.
    */
   publishable?: boolean;
+  /**
+   * Checks the parameters together once each one has been validated against `spec` (a parameter
+   * only allowed with another, two that exclude each other): a 400 from here is parameter
+   * validation, so, as Stripe, it is never saved under an Idempotency-Key.
+   */
+  refine?(params: Params): void;
   /**
    * Runs synchronously, so one request's reads and writes are atomic with respect to others.
    * Returns the response body or throws a StripeFailure.

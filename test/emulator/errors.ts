@@ -9,6 +9,8 @@ export interface StripeErrorBody {
   param?: string;
   decline_code?: string;
   payment_intent?: unknown;
+  /** A card error's PaymentMethod (the object), as Stripe adds it to declines. */
+  payment_method?: unknown;
   doc_url?: string;
 }
 

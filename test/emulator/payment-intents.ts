@@ -1,21 +1,22 @@
-// PaymentIntents (create, retrieve, update, confirm with test payment methods, cancel) and what
-// follows a payment: the charge, refunds (full and partial) and disputes.
+// PaymentIntents (create, retrieve, update, confirm, cancel, and the stand-in's route for the
+// cardholder's 3-D Secure answer) and what follows a payment: refunds (full and partial) and
+// disputes. What a card does when confirmed is in payments.ts.
 
 import { mergeMetadata } from "./customers.js";
 import type { Endpoint, RunContext } from "./endpoint.js";
 import { noSuch, StripeFailure, unexpectedState } from "./errors.js";
-import { listSpec, type FieldSpec } from "./params.js";
+import { listSpec, type FieldSpec, type Params } from "./params.js";
+import { checkUsable, resolvePaymentMethod } from "./payment-methods.js";
+import { authenticate, confirm, PROCESSING_METHOD, THREE_D_SECURE_PATH } from "./payments.js";
 import { newId, nowSeconds, paginate, type Charge, type Dispute, type Metadata, type PaymentIntent, type Refund, type Store } from "./store.js";
 import type { Webhooks } from "./webhooks.js";
 
+// The benchmark settles payments directly, as it always has from here.
+export { succeed } from "./payments.js";
+
 type EventRequest = RunContext["request"] | { id: null; idempotency_key: null };
 
-/** Test payment methods that succeed, as Stripe's test cards. */
-const SUCCEEDING = new Set(["pm_card_visa", "pm_card_mastercard", "pm_card_amex", "pm_card_us"]);
-/** Declined with a card_error. */
-const DECLINED = new Set(["pm_card_chargeDeclined", "pm_card_visa_chargeDeclined"]);
-/** Leaves the PaymentIntent `processing` (like a bank debit) until the control API settles it. */
-export const PROCESSING_METHOD = "pm_processing";
+const SETUP_FUTURE_USAGE = { enum: ["on_session", "off_session"] } as const;
 
 const createFields: FieldSpec = {
   amount: "integer",
@@ -24,30 +25,77 @@ const createFields: FieldSpec = {
   description: "string",
   metadata: "metadata",
   automatic_payment_methods: { enabled: "boolean", allow_redirects: { enum: ["always", "never"] } },
+  allowed_payment_method_types: "string[]",
   payment_method: "string",
+  // Parsed only to be refused in Stripe's words (see refusePaymentMethodTypes).
   payment_method_types: "string[]",
   receipt_email: "string",
   confirm: "boolean",
+  off_session: "boolean",
   return_url: "string",
+  setup_future_usage: SETUP_FUTURE_USAGE,
 };
 
-/** Creates a PaymentIntent in `store`; shared by the API and the control API. */
-export function createPaymentIntent(
-  store: Store,
-  fields: {
-    amount: number;
-    currency: string;
-    customer?: string | null;
-    description?: string;
-    metadata?: Metadata;
-    automatic_payment_methods?: { enabled: boolean };
-    payment_method?: string;
-    payment_method_types?: string[];
-    receipt_email?: string;
-  },
-  livemode: boolean,
-): PaymentIntent {
-  if (!Number.isInteger(fields.amount) || fields.amount < 1 || fields.amount > 99_999_999) {
+/**
+ * API version 2026-09-30.endive (so also the 2026-10-28.endive the emulator speaks) removed
+ * `payment_method_types` as a parameter of PaymentIntents: Stripe answers 400
+ * `payment_method_types_no_longer_supported` (docs.stripe.com/changelog/endive). The object still
+ * reports the field; `allowed_payment_method_types` is the parameter now.
+ */
+function refusePaymentMethodTypes(params: Params): void {
+  if (params.payment_method_types === undefined) return;
+  throw new StripeFailure(400, {
+    type: "invalid_request_error",
+    code: "payment_method_types_no_longer_supported",
+    param: "payment_method_types",
+    message:
+      "`payment_method_types` is no longer supported on this API version. Use `allowed_payment_method_types` to limit the payment methods, or dynamic payment methods.",
+  });
+}
+
+function refineCreate(params: Params): void {
+  refusePaymentMethodTypes(params);
+  if (params.off_session !== undefined && params.confirm !== true) {
+    throw new StripeFailure(400, {
+      type: "invalid_request_error",
+      param: "off_session",
+      message: "You can only pass `off_session` when `confirm` is true.",
+    });
+  }
+  if (params.allowed_payment_method_types !== undefined && params.automatic_payment_methods !== undefined) {
+    throw new StripeFailure(400, {
+      type: "invalid_request_error",
+      code: "parameters_exclusive",
+      param: "allowed_payment_method_types",
+      message: "You cannot use both `allowed_payment_method_types` and `automatic_payment_methods`.",
+    });
+  }
+}
+
+/**
+ * Confirming a PaymentIntent whose payment methods come from the Dashboard (automatic payment
+ * methods: the default since API 2023-08-16) needs a `return_url`, since some of them redirect;
+ * `allow_redirects: "never"` or `off_session: true` waives it (docs.stripe.com/changelog/2023-08-16).
+ */
+const RETURN_URL_NEEDED =
+  "This PaymentIntent is configured to accept payment methods enabled in your Dashboard. Because some of these payment methods might redirect your customer off of your page, you must provide a `return_url`. If you don't want to accept redirect-based payment methods, set `automatic_payment_methods[enabled]` to `true` and `automatic_payment_methods[allow_redirects]` to `never` when creating Setup Intents and Payment Intents.";
+
+/** Fields a PaymentIntent is created from; shared by the API, the control API and the benchmark. */
+export interface PaymentIntentFields {
+  amount: number;
+  currency: string;
+  customer?: string | null;
+  description?: string;
+  metadata?: Metadata;
+  automatic_payment_methods?: { enabled: boolean; allow_redirects?: string };
+  allowed_payment_method_types?: string[];
+  payment_method?: string;
+  receipt_email?: string;
+  setup_future_usage?: "on_session" | "off_session";
+}
+
+function checkAmount(amount: number): void {
+  if (!Number.isInteger(amount) || amount < 1 || amount > 99_999_999) {
     throw new StripeFailure(400, {
       type: "invalid_request_error",
       code: "amount_too_small",
@@ -55,15 +103,28 @@ export function createPaymentIntent(
       message: "Amount must be at least 1 and at most 99999999.",
     });
   }
+}
+
+/** Stripe's default: with neither `automatic_payment_methods` nor `allowed_payment_method_types`, the Dashboard's methods. */
+function automaticPaymentMethods(fields: PaymentIntentFields): PaymentIntent["automatic_payment_methods"] {
+  if (fields.allowed_payment_method_types !== undefined) return null;
+  const apm = fields.automatic_payment_methods ?? { enabled: true };
+  return apm.enabled ? { enabled: true, allow_redirects: apm.allow_redirects ?? "always" } : { enabled: false };
+}
+
+/** Creates a PaymentIntent in `store`; `payment_method` must already be a stored PaymentMethod's id (or pm_processing). */
+export function createPaymentIntent(store: Store, fields: PaymentIntentFields, livemode: boolean): PaymentIntent {
+  checkAmount(fields.amount);
   if (fields.customer) store.customer(fields.customer, "customer");
   const id = newId("pi");
   const pi: PaymentIntent = {
     id,
     object: "payment_intent",
+    allowed_payment_method_types: fields.allowed_payment_method_types ?? null,
     amount: fields.amount,
     amount_capturable: 0,
     amount_received: 0,
-    automatic_payment_methods: fields.automatic_payment_methods ?? null,
+    automatic_payment_methods: automaticPaymentMethods(fields),
     canceled_at: null,
     cancellation_reason: null,
     capture_method: "automatic",
@@ -77,77 +138,17 @@ export function createPaymentIntent(
     latest_charge: null,
     livemode,
     metadata: mergeMetadata({}, fields.metadata),
+    next_action: null,
     payment_method: fields.payment_method ?? null,
-    payment_method_types: fields.payment_method_types ?? ["card"],
+    // Cards are the only payment method the emulator has.
+    payment_method_types: fields.allowed_payment_method_types ?? ["card"],
     receipt_email: fields.receipt_email ?? null,
+    setup_future_usage: fields.setup_future_usage ?? null,
     status: fields.payment_method ? "requires_confirmation" : "requires_payment_method",
   };
   store.paymentIntents.set(pi.id, pi);
   store.wrote("payment_intent");
   return pi;
-}
-
-/** Completes a payment: a charge for the full amount, `succeeded`, and its events. */
-export function succeed(store: Store, webhooks: Webhooks, pi: PaymentIntent, request: EventRequest): void {
-  const charge: Charge = {
-    id: newId("ch"),
-    object: "charge",
-    amount: pi.amount,
-    amount_captured: pi.amount,
-    amount_refunded: 0,
-    captured: true,
-    created: nowSeconds(),
-    currency: pi.currency,
-    customer: pi.customer,
-    disputed: false,
-    livemode: pi.livemode,
-    metadata: {},
-    paid: true,
-    payment_intent: pi.id,
-    payment_method: pi.payment_method,
-    refunded: false,
-    status: "succeeded",
-  };
-  store.charges.set(charge.id, charge);
-  store.wrote("charge");
-  pi.status = "succeeded";
-  pi.amount_received = pi.amount;
-  pi.latest_charge = charge.id;
-  pi.last_payment_error = null;
-  webhooks.emit("charge.succeeded", charge, request, pi.livemode);
-  webhooks.emit("payment_intent.succeeded", pi, request, pi.livemode);
-}
-
-function confirm(ctx: RunContext, pi: PaymentIntent, paymentMethod: string | undefined): void {
-  const { store, webhooks, request } = ctx;
-  if (pi.status !== "requires_payment_method" && pi.status !== "requires_confirmation" && pi.status !== "requires_action") {
-    throw unexpectedState("payment_intent_unexpected_state", `You cannot confirm this PaymentIntent because it has a status of ${pi.status}.`);
-  }
-  const pm = paymentMethod ?? pi.payment_method;
-  if (!pm) {
-    throw new StripeFailure(400, {
-      type: "invalid_request_error",
-      code: "payment_intent_unexpected_state",
-      param: "payment_method",
-      message: "You cannot confirm this PaymentIntent because it's missing a payment method.",
-    });
-  }
-  pi.payment_method = pm;
-  if (SUCCEEDING.has(pm)) return succeed(store, webhooks, pi, request);
-  if (pm === PROCESSING_METHOD) {
-    pi.status = "processing";
-    webhooks.emit("payment_intent.processing", pi, request, pi.livemode);
-    return;
-  }
-  if (DECLINED.has(pm)) {
-    const error = { type: "card_error", code: "card_declined", decline_code: "generic_decline", message: "Your card was declined." };
-    pi.status = "requires_payment_method";
-    pi.last_payment_error = error;
-    pi.payment_method = null;
-    webhooks.emit("payment_intent.payment_failed", pi, request, pi.livemode);
-    throw new StripeFailure(402, { ...error, payment_intent: structuredClone(pi) });
-  }
-  throw noSuch("PaymentMethod", pm, "payment_method");
 }
 
 /**
@@ -189,12 +190,19 @@ export function clientView(pi: PaymentIntent) {
     description: pi.description,
     last_payment_error: pi.last_payment_error,
     livemode: pi.livemode,
-    next_action: null,
+    next_action: pi.next_action,
     payment_method: pi.payment_method,
     payment_method_types: pi.payment_method_types,
     receipt_email: pi.receipt_email,
+    setup_future_usage: pi.setup_future_usage,
     status: pi.status,
   };
+}
+
+/** The PaymentIntent as answered, with `expand[]=payment_method` honoured (the object in place of its id). */
+function expanded({ expand, store }: RunContext, pi: PaymentIntent): unknown {
+  const pm = expand.includes("payment_method") && pi.payment_method !== null ? store.paymentMethods.get(pi.payment_method) : undefined;
+  return pm ? { ...pi, payment_method: pm } : pi;
 }
 
 function chargeOf(store: Store, pi: PaymentIntent): Charge {
@@ -285,26 +293,58 @@ export const paymentIntentEndpoints: Endpoint[] = [
     pattern: "/v1/payment_intents",
     spec: createFields,
     required: ["amount", "currency"],
+    refine: refineCreate,
     run: (ctx) => {
       const { params, store, webhooks, request, livemode } = ctx;
-      const { confirm: confirmNow, return_url: _returnUrl, ...fields } = params;
-      const pi = createPaymentIntent(store, fields as Parameters<typeof createPaymentIntent>[1], livemode);
+      const { confirm: confirmNow, return_url: returnUrl, off_session: offSession, payment_method: paymentMethod, ...rest } = params;
+      const fields = rest as Omit<PaymentIntentFields, "payment_method">;
+      checkAmount(fields.amount);
+      const customer = fields.customer ? store.customer(fields.customer, "customer").id : null;
+      if (confirmNow === true && offSession !== true && returnUrl === undefined) {
+        const apm = automaticPaymentMethods(fields);
+        if (apm?.enabled && apm.allow_redirects !== "never") throw new StripeFailure(400, { type: "invalid_request_error", message: RETURN_URL_NEEDED });
+      }
+      let pm: string | undefined;
+      if (typeof paymentMethod === "string") {
+        if (paymentMethod === PROCESSING_METHOD) pm = paymentMethod;
+        else {
+          const found = resolvePaymentMethod(store, paymentMethod, livemode);
+          checkUsable(store, found, customer);
+          pm = found.id;
+        }
+      }
+      const pi = createPaymentIntent(store, pm === undefined ? fields : { ...fields, payment_method: pm }, livemode);
       webhooks.emit("payment_intent.created", pi, request, livemode);
-      if (confirmNow === true) confirm(ctx, pi, undefined);
-      return pi;
+      if (confirmNow === true) confirm(ctx, pi, { offSession: offSession === true });
+      return expanded(ctx, pi);
     },
   },
   {
     method: "GET",
     pattern: "/v1/payment_intents/:id",
     spec: { client_secret: "string" },
-    run: ({ path, store }) => store.paymentIntent(path.id as string),
+    // Stripe.js reads a PaymentIntent (stripe.retrievePaymentIntent) with the publishable key and its client_secret.
+    publishable: true,
+    run: (ctx) => {
+      const pi = ctx.store.paymentIntent(ctx.path.id as string);
+      if (!ctx.publishable) return expanded(ctx, pi);
+      checkClientSecret(pi, ctx.params.client_secret);
+      return clientView(pi);
+    },
   },
   {
     method: "POST",
     pattern: "/v1/payment_intents/:id",
-    spec: { metadata: "metadata", description: "string", receipt_email: "string", amount: "integer", payment_method: "string" },
-    run: ({ path, params, store }) => {
+    spec: {
+      metadata: "metadata",
+      description: "string",
+      receipt_email: "string",
+      amount: "integer",
+      payment_method: "string",
+      setup_future_usage: { enum: ["on_session", "off_session", ""] },
+    },
+    run: (ctx) => {
+      const { path, params, store } = ctx;
       const pi = store.paymentIntent(path.id as string);
       if (
         (params.amount !== undefined || params.payment_method !== undefined) &&
@@ -314,27 +354,45 @@ export const paymentIntentEndpoints: Endpoint[] = [
       }
       if (params.amount !== undefined) pi.amount = params.amount as number;
       if (params.payment_method !== undefined) {
-        pi.payment_method = params.payment_method as string;
+        const id = params.payment_method as string;
+        let pm = id;
+        if (id !== PROCESSING_METHOD) {
+          const found = resolvePaymentMethod(store, id, pi.livemode);
+          checkUsable(store, found, pi.customer, pi);
+          pm = found.id;
+        }
+        pi.payment_method = pm;
         pi.status = "requires_confirmation";
       }
+      if (params.setup_future_usage !== undefined) pi.setup_future_usage = (params.setup_future_usage as PaymentIntent["setup_future_usage"]) || null;
       if (params.description !== undefined) pi.description = (params.description as string) || null;
       if (params.receipt_email !== undefined) pi.receipt_email = (params.receipt_email as string) || null;
       pi.metadata = mergeMetadata(pi.metadata, params.metadata as Metadata | undefined);
       store.wrote("payment_intent_update");
-      return pi;
+      return expanded(ctx, pi);
     },
   },
   {
     method: "POST",
     pattern: "/v1/payment_intents/:id/confirm",
-    spec: { payment_method: "string", return_url: "string", receipt_email: "string", client_secret: "string" },
+    spec: {
+      payment_method: "string",
+      payment_method_types: "string[]",
+      return_url: "string",
+      receipt_email: "string",
+      client_secret: "string",
+      off_session: "boolean",
+      setup_future_usage: SETUP_FUTURE_USAGE,
+    },
+    refine: refusePaymentMethodTypes,
     // Stripe.js confirms from the browser with the publishable key and the client_secret.
     publishable: true,
     run: (ctx) => {
       const pi = ctx.store.paymentIntent(ctx.path.id as string);
       if (ctx.publishable) checkClientSecret(pi, ctx.params.client_secret);
+      if (ctx.params.setup_future_usage !== undefined) pi.setup_future_usage = ctx.params.setup_future_usage as PaymentIntent["setup_future_usage"];
       try {
-        confirm(ctx, pi, ctx.params.payment_method as string | undefined);
+        confirm(ctx, pi, { paymentMethod: ctx.params.payment_method as string | undefined, offSession: ctx.params.off_session === true });
       } catch (err) {
         // A decline carries the PaymentIntent; a browser gets only its client-side view.
         if (ctx.publishable && err instanceof StripeFailure && err.body.payment_intent) {
@@ -343,7 +401,21 @@ export const paymentIntentEndpoints: Endpoint[] = [
         throw err;
       }
       ctx.store.wrote("payment_intent_confirm");
-      return ctx.publishable ? clientView(pi) : pi;
+      return ctx.publishable ? clientView(pi) : expanded(ctx, pi);
+    },
+  },
+  {
+    method: "POST",
+    pattern: `${THREE_D_SECURE_PATH}:id`,
+    spec: { client_secret: "string", outcome: { enum: ["complete", "fail"] } },
+    required: ["client_secret", "outcome"],
+    // The cardholder's answer to the bank, from the page: the stand-in for Stripe's 3-D Secure page.
+    publishable: true,
+    run: ({ path, params, store, webhooks, request, publishable }) => {
+      const pi = store.paymentIntent(path.id as string);
+      checkClientSecret(pi, params.client_secret);
+      authenticate(store, webhooks, pi, params.outcome as "complete" | "fail", request);
+      return publishable ? clientView(pi) : pi;
     },
   },
   {
@@ -358,6 +430,7 @@ export const paymentIntentEndpoints: Endpoint[] = [
       pi.status = "canceled";
       pi.canceled_at = nowSeconds();
       pi.cancellation_reason = (params.cancellation_reason as string | undefined) ?? null;
+      pi.next_action = null;
       store.wrote("payment_intent_cancel");
       webhooks.emit("payment_intent.canceled", pi, request, pi.livemode);
       return pi;

@@ -24,6 +24,7 @@ export type PaymentIntentStatus =
 export interface PaymentIntent {
   id: string;
   object: "payment_intent";
+  allowed_payment_method_types: string[] | null;
   amount: number;
   amount_capturable: number;
   amount_received: number;
@@ -41,10 +42,56 @@ export interface PaymentIntent {
   latest_charge: string | null;
   livemode: boolean;
   metadata: Metadata;
+  /** What the customer must do next (3-D Secure: `use_stripe_sdk`), while `requires_action`. */
+  next_action: { type: "use_stripe_sdk"; use_stripe_sdk: Record<string, string> } | null;
   payment_method: string | null;
   payment_method_types: string[];
   receipt_email: string | null;
+  setup_future_usage: "on_session" | "off_session" | null;
   status: PaymentIntentStatus;
+}
+
+/** A card PaymentMethod, as Stripe serialises it (the card's behaviour is kept apart, in `Store.cards`). */
+export interface PaymentMethod {
+  id: string;
+  object: "payment_method";
+  allow_redisplay: "always" | "limited" | "unspecified";
+  billing_details: {
+    address: { city: null; country: null; line1: null; line2: null; postal_code: null; state: null };
+    email: null;
+    name: null;
+    phone: null;
+  };
+  card: { brand: string; country: string; exp_month: number; exp_year: number; funding: string; last4: string };
+  created: number;
+  customer: string | null;
+  livemode: boolean;
+  metadata: Metadata;
+  type: "card";
+}
+
+/**
+ * How a card answers a payment, as Stripe's test cards do: `decline` and `insufficient_funds`
+ * are declined; `authentication_required` asks for 3-D Secure on every payment (off-session too,
+ * where nobody can answer, so it fails); `authentication_required_on_setup` asks for it on every
+ * on-session payment, and off-session only until the card was saved through a payment.
+ */
+export type CardBehaviour = "succeed" | "decline" | "insufficient_funds" | "authentication_required" | "authentication_required_on_setup";
+export const CARD_BEHAVIOURS: readonly CardBehaviour[] = [
+  "succeed",
+  "decline",
+  "insufficient_funds",
+  "authentication_required",
+  "authentication_required_on_setup",
+];
+
+/** What Stripe knows of a card and never shows: how it answers, and whether it can still be used. */
+export interface CardState {
+  behaviour: CardBehaviour;
+  /** Saved through a payment with `setup_future_usage` (what exempts later off-session payments). */
+  setUp: boolean;
+  /** Paid once without being attached to a customer, or detached: Stripe refuses it from then on. */
+  spent: boolean;
 }
 
 export interface Charge {
@@ -115,7 +162,7 @@ export interface StripeEvent {
   object: "event";
   api_version: string;
   created: number;
-  data: { object: unknown; previous_attributes?: unknown };
+  data: { object: unknown; previous_attributes?: Record<string, unknown> };
   livemode: boolean;
   pending_webhooks: number;
   request: { id: string | null; idempotency_key: string | null };
@@ -149,6 +196,9 @@ interface PendingIndexEntry {
 export class Store {
   customers = new Map<string, Customer>();
   paymentIntents = new Map<string, PaymentIntent>();
+  paymentMethods = new Map<string, PaymentMethod>();
+  /** Each stored PaymentMethod's hidden state, by its id. */
+  cards = new Map<string, CardState>();
   charges = new Map<string, Charge>();
   refunds = new Map<string, Refund>();
   disputes = new Map<string, Dispute>();
@@ -180,6 +230,19 @@ export class Store {
     const pi = this.paymentIntents.get(id);
     if (!pi) throw noSuch("payment_intent", id, param);
     return pi;
+  }
+
+  paymentMethod(id: string, param = "payment_method"): PaymentMethod {
+    const pm = this.paymentMethods.get(id);
+    if (!pm) throw noSuch("PaymentMethod", id, param);
+    return pm;
+  }
+
+  /** The hidden state of a stored PaymentMethod. */
+  card(id: string): CardState {
+    const state = this.cards.get(id);
+    if (!state) throw new Error(`no card state for ${id}`);
+    return state;
   }
 
   /** Records a customer write for search, visible after the configured lag. */

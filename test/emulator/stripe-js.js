@@ -4,7 +4,8 @@
 // the emulator at /v3/, so that a local run and the browser test pay through the same calls a
 // production page makes: Stripe(publishableKey), stripe.elements({clientSecret}),
 // elements.create("payment"), element.mount(selectorOrElement), element.on("ready", handler),
-// element.focus(), element.destroy(), and stripe.confirmPayment({elements, redirect, confirmParams}).
+// element.focus(), element.destroy(), stripe.confirmPayment({elements | clientSecret, redirect,
+// confirmParams}) and stripe.handleNextAction({clientSecret}).
 //
 // As Stripe.js does, it talks to the API from the browser with the publishable key and the
 // PaymentIntent's client_secret (POST /v1/payment_intents/{id}/confirm), here on the origin it
@@ -12,6 +13,12 @@
 // iframe, and has no styles of its own (the page's stylesheet applies), so it runs under a
 // Content-Security-Policy that allows no inline styles. Only the card number is asked for; the
 // test card numbers become Stripe's test payment methods.
+//
+// When a confirm answers `requires_action` (the bank asks for 3-D Secure), Stripe.js shows the
+// bank's challenge in a modal; in test mode that is Stripe's test page with a button to complete
+// and one to fail. The stand-in shows the same choice as a dialog in the page (classes
+// `stripe-challenge` and `stripe-challenge__actions`, styled by the page) and sends the answer to
+// the emulator (POST /v3/3ds/{id}, with the publishable key and the client_secret).
 
 (() => {
   const script = document.currentScript;
@@ -24,6 +31,9 @@
     ["5555555555554444", "pm_card_mastercard"],
     ["378282246310005", "pm_card_amex"],
     ["4000000000000002", "pm_card_chargeDeclined"],
+    ["4000000000009995", "pm_card_chargeDeclinedInsufficientFunds"],
+    ["4000002760003184", "pm_card_authenticationRequired"],
+    ["4000002500003155", "pm_card_authenticationRequiredOnSetup"],
   ]);
   const PREFILLED = "4242 4242 4242 4242";
 
@@ -77,6 +87,101 @@
     };
   }
 
+  /**
+   * @param {unknown} clientSecret
+   * @param {string} caller
+   */
+  function secretOf(clientSecret, caller) {
+    if (typeof clientSecret !== "string" || !/^pi_[A-Za-z0-9]+_secret_[A-Za-z0-9]+$/.test(clientSecret)) {
+      throw new IntegrationError(`${caller}: clientSecret should be a client secret of the form \${id}_secret_\${secret}.`);
+    }
+    return clientSecret;
+  }
+
+  /** @param {string} clientSecret */
+  function intentOf(clientSecret) {
+    return clientSecret.slice(0, clientSecret.indexOf("_secret_"));
+  }
+
+  /**
+   * An amount in minor units, as the page's visitor reads it ("$12.34").
+   * @param {number} amount
+   * @param {string} currency
+   */
+  function formatAmount(amount, currency) {
+    try {
+      const format = new Intl.NumberFormat(undefined, { style: "currency", currency: currency.toUpperCase() });
+      return format.format(amount / 10 ** (format.resolvedOptions().maximumFractionDigits ?? 2));
+    } catch {
+      return `${amount} ${currency.toUpperCase()}`;
+    }
+  }
+
+  let challenges = 0;
+
+  /**
+   * The bank's challenge as a modal dialog: a heading, the amount, "Complete authentication" and
+   * "Fail authentication". Focus moves into it and stays there (Tab cycles, Escape fails, as
+   * closing Stripe's modal does) and returns where it was once answered.
+   * @param {number} amount
+   * @param {string} currency
+   * @returns {Promise<"complete" | "fail">}
+   */
+  function askCardholder(amount, currency) {
+    challenges += 1;
+    const id = `stripe-challenge-${challenges}`;
+    const dialog = document.createElement("div");
+    dialog.className = "stripe-challenge";
+    dialog.setAttribute("role", "dialog");
+    dialog.setAttribute("aria-modal", "true");
+    dialog.setAttribute("aria-labelledby", `${id}-title`);
+    dialog.setAttribute("aria-describedby", `${id}-amount`);
+    const title = document.createElement("h2");
+    title.id = `${id}-title`;
+    title.textContent = "Authenticate this payment";
+    const what = document.createElement("p");
+    what.id = `${id}-amount`;
+    what.textContent = `Your bank asks you to confirm a payment of ${formatAmount(amount, currency)}. This is a test page: choose the outcome.`;
+    const actions = document.createElement("div");
+    actions.className = "stripe-challenge__actions";
+    const complete = document.createElement("button");
+    complete.type = "button";
+    complete.textContent = "Complete authentication";
+    const fail = document.createElement("button");
+    fail.type = "button";
+    fail.textContent = "Fail authentication";
+    actions.append(complete, fail);
+    dialog.append(title, what, actions);
+    const before = document.activeElement;
+    document.body.append(dialog);
+    complete.focus();
+
+    return new Promise((resolve) => {
+      let answered = false;
+      /** @param {"complete" | "fail"} outcome */
+      const answer = (outcome) => {
+        // One answer per challenge, however many presses reach it.
+        if (answered) return;
+        answered = true;
+        dialog.remove();
+        if (before instanceof HTMLElement) before.focus();
+        resolve(outcome);
+      };
+      complete.addEventListener("click", () => answer("complete"), { once: true });
+      fail.addEventListener("click", () => answer("fail"), { once: true });
+      dialog.addEventListener("keydown", (event) => {
+        if (event.key === "Escape") {
+          event.preventDefault();
+          answer("fail");
+        } else if (event.key === "Tab") {
+          // A modal keeps the keyboard inside: Tab and Shift+Tab go round its two buttons.
+          event.preventDefault();
+          (document.activeElement === complete ? fail : complete).focus();
+        }
+      });
+    });
+  }
+
   let mounted = 0;
 
   /** The Payment Element: a labelled card number field. */
@@ -114,7 +219,8 @@
       const hint = document.createElement("p");
       hint.id = `${id}-hint`;
       hint.className = "hint";
-      hint.textContent = "Test cards: 4242 4242 4242 4242 pays; 4000 0000 0000 0002 is declined.";
+      hint.textContent =
+        "Test cards: 4242 4242 4242 4242 pays; 4000 0000 0000 0002 is declined; 4000 0000 0000 9995 has insufficient funds; 4000 0027 6000 3184 asks for 3-D Secure.";
       root.append(label, input, hint);
       host.replaceChildren(root);
       this.#root = root;
@@ -195,52 +301,120 @@
       },
 
       /**
-       * @param {{ elements?: Elements, redirect?: "always" | "if_required", confirmParams?: { return_url?: string } }} options
+       * Confirms the PaymentIntent with the card in `elements`, or, with `clientSecret` instead, with
+       * `confirmParams.payment_method` (a saved card), as Stripe.js does; a 3-D Secure challenge is
+       * shown and answered before it settles.
+       * @param {{ elements?: Elements, clientSecret?: string, redirect?: "always" | "if_required", confirmParams?: { return_url?: string, payment_method?: string } }} options
        * @returns {Promise<ConfirmResult>}
        */
       async confirmPayment(options) {
-        const { elements, redirect = "always", confirmParams = {} } = options ?? {};
-        if (!(elements instanceof Elements) || elements.owner !== stripe) {
-          throw new IntegrationError("confirmPayment(): expected an `elements` instance created by this Stripe object.");
-        }
+        const { elements, clientSecret: givenSecret, redirect = "always", confirmParams = {} } = options ?? {};
         if (redirect !== "if_required" && !confirmParams.return_url) {
           throw new IntegrationError("confirmPayment(): the `confirmParams.return_url` argument is required unless passing `redirect: 'if_required'`.");
         }
-        const entered = elements.payment()?.cardNumber();
-        if (entered === null || entered === undefined) throw new IntegrationError("confirmPayment(): the Payment Element is not mounted.");
-        const card = paymentMethodFor(entered);
-        if ("error" in card) return { error: card.error };
-
-        const clientSecret = elements.clientSecret;
-        const id = clientSecret.slice(0, clientSecret.indexOf("_secret_"));
-        const form = new URLSearchParams({ client_secret: clientSecret, payment_method: card.paymentMethod });
-        if (confirmParams.return_url) form.set("return_url", confirmParams.return_url);
-        let res;
-        try {
-          res = await fetch(`${apiBase}/v1/payment_intents/${encodeURIComponent(id)}/confirm`, {
-            method: "POST",
-            headers: { authorization: `Bearer ${publishableKey}`, "content-type": "application/x-www-form-urlencoded" },
-            body: form,
-          });
-        } catch {
-          return { error: { type: "api_connection_error", message: "We could not reach Stripe. Check your connection and try again." } };
+        /** @type {string} */
+        let clientSecret;
+        /** @type {string} */
+        let paymentMethod;
+        if (elements !== undefined) {
+          if (!(elements instanceof Elements) || elements.owner !== stripe) {
+            throw new IntegrationError("confirmPayment(): expected an `elements` instance created by this Stripe object.");
+          }
+          const entered = elements.payment()?.cardNumber();
+          if (entered === null || entered === undefined) throw new IntegrationError("confirmPayment(): the Payment Element is not mounted.");
+          const card = paymentMethodFor(entered);
+          if ("error" in card) return { error: card.error };
+          clientSecret = elements.clientSecret;
+          paymentMethod = card.paymentMethod;
+        } else {
+          clientSecret = secretOf(givenSecret, "confirmPayment()");
+          if (typeof confirmParams.payment_method !== "string" || !/^pm_[A-Za-z0-9_]+$/.test(confirmParams.payment_method)) {
+            throw new IntegrationError("confirmPayment(): without `elements`, `confirmParams.payment_method` must be the id of a PaymentMethod (pm_…).");
+          }
+          paymentMethod = confirmParams.payment_method;
         }
-        /** @type {unknown} */
-        const answer = await res.json().catch(() => ({}));
-        const body = /** @type {{ error?: StripeError } & Record<string, unknown>} */ (answer);
-        if (!res.ok || body.error) return { error: body.error ?? { type: "api_error", message: `Stripe answered ${res.status}.` } };
+
+        const id = intentOf(clientSecret);
+        const form = new URLSearchParams({ client_secret: clientSecret, payment_method: paymentMethod });
+        if (confirmParams.return_url) form.set("return_url", confirmParams.return_url);
+        const confirmed = await call("POST", `/v1/payment_intents/${encodeURIComponent(id)}/confirm`, form);
+        if ("error" in confirmed) return confirmed;
+        const settled = confirmed.paymentIntent.status === "requires_action" ? await challenge(confirmed.paymentIntent, clientSecret) : confirmed;
+        if ("error" in settled) return settled;
         if (redirect === "always" && confirmParams.return_url) {
           // As Stripe.js: to the return URL with the PaymentIntent named in its query; the promise never settles.
           const back = new URL(confirmParams.return_url);
           back.searchParams.set("payment_intent", id);
           back.searchParams.set("payment_intent_client_secret", clientSecret);
-          back.searchParams.set("redirect_status", body.status === "succeeded" ? "succeeded" : "pending");
+          back.searchParams.set("redirect_status", settled.paymentIntent.status === "succeeded" ? "succeeded" : "pending");
           window.location.assign(back.toString());
           return new Promise(() => {});
         }
-        return { paymentIntent: body };
+        return settled;
+      },
+
+      /**
+       * Carries out a PaymentIntent's next action (its 3-D Secure challenge), as Stripe.js does for
+       * a PaymentIntent the server confirmed; one with nothing to do is answered as it is.
+       * @param {{ clientSecret?: string }} options
+       * @returns {Promise<ConfirmResult>}
+       */
+      async handleNextAction(options) {
+        const clientSecret = secretOf(options?.clientSecret, "handleNextAction()");
+        const query = new URLSearchParams({ client_secret: clientSecret });
+        const found = await call("GET", `/v1/payment_intents/${encodeURIComponent(intentOf(clientSecret))}?${query.toString()}`, null);
+        if ("error" in found || found.paymentIntent.status !== "requires_action") return found;
+        return challenge(found.paymentIntent, clientSecret);
       },
     };
+
+    /**
+     * One call to the emulator with the publishable key, answered as Stripe.js answers.
+     * @param {"GET" | "POST"} method
+     * @param {string} path
+     * @param {URLSearchParams | null} form
+     * @returns {Promise<ConfirmResult>}
+     */
+    async function call(method, path, form) {
+      /** @type {Record<string, string>} */
+      const headers = { authorization: `Bearer ${publishableKey}` };
+      if (form) headers["content-type"] = "application/x-www-form-urlencoded";
+      let res;
+      try {
+        res = await fetch(`${apiBase}${path}`, form ? { method, headers, body: form } : { method, headers });
+      } catch {
+        return { error: { type: "api_connection_error", message: "We could not reach Stripe. Check your connection and try again." } };
+      }
+      /** @type {unknown} */
+      const answer = await res.json().catch(() => ({}));
+      const body = /** @type {{ error?: StripeError } & Record<string, unknown>} */ (answer);
+      if (!res.ok || body.error) return { error: body.error ?? { type: "api_error", message: `Stripe answered ${res.status}.` } };
+      return { paymentIntent: body };
+    }
+
+    /**
+     * Shows the bank's 3-D Secure challenge for `paymentIntent` and sends the cardholder's answer.
+     * A failed (or dismissed) challenge is the error Stripe.js reports.
+     * @param {Record<string, unknown>} paymentIntent
+     * @param {string} clientSecret
+     * @returns {Promise<ConfirmResult>}
+     */
+    async function challenge(paymentIntent, clientSecret) {
+      const outcome = await askCardholder(Number(paymentIntent.amount), String(paymentIntent.currency));
+      const form = new URLSearchParams({ client_secret: clientSecret, outcome });
+      const answered = await call("POST", `/v3/3ds/${encodeURIComponent(String(paymentIntent.id))}`, form);
+      if ("error" in answered || answered.paymentIntent.status !== "requires_payment_method") return answered;
+      const failure = /** @type {{ type?: string, code?: string } | null} */ (answered.paymentIntent.last_payment_error);
+      return {
+        error: {
+          type: failure?.type ?? "invalid_request_error",
+          code: failure?.code ?? "payment_intent_authentication_failure",
+          message: "We are unable to authenticate your payment method. Please choose a different payment method and try again.",
+          payment_intent: answered.paymentIntent,
+        },
+      };
+    }
+
     return stripe;
   }
 

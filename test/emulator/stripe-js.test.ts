@@ -1,7 +1,8 @@
 // What Stripe.js needs from the emulator, as Stripe gives it: the stand-in script at /v3/; a
-// publishable key accepted only to confirm a PaymentIntent whose client_secret comes with it, and
-// refused everywhere else; the browser's view of the PaymentIntent (no customer, no metadata);
-// and CORS, since the page calling it is on another origin.
+// publishable key accepted only to read or confirm a PaymentIntent whose client_secret comes with
+// it (and, off Stripe's API, to answer its 3-D Secure challenge), and refused everywhere else; the
+// browser's view of the PaymentIntent (no customer, no metadata); and CORS, since the page
+// calling it is on another origin. The stand-in itself, in a browser: stripe-js-challenge.test.ts.
 
 import { describe, expect, it } from "vitest";
 import { errorOf, unique, useEmulator } from "./harness.js";
@@ -41,14 +42,13 @@ describe("the Stripe.js stand-in", () => {
 });
 
 describe("a publishable key", () => {
-  it("is refused by every endpoint but the client_secret confirm, and changes nothing", async () => {
+  it("is refused by every endpoint but those Stripe.js calls with a client_secret, and changes nothing", async () => {
     const pi = await topUp();
     const writesBefore = (await h.stats()).writes;
     const refused = [
       await h.api("GET", "/v1/customers", { authorization: PK }),
       await h.api("POST", "/v1/customers", { params: { email: "x@example.com" }, authorization: PK }),
       await h.api("POST", "/v1/payment_intents", { params: { amount: "100", currency: "usd" }, authorization: PK }),
-      await h.api("GET", `/v1/payment_intents/${pi.id}`, { params: { client_secret: pi.client_secret ?? "" }, authorization: PK }),
       await h.api("POST", `/v1/payment_intents/${pi.id}`, { params: { "metadata[account_id]": "acct_thief" }, authorization: PK }),
       await h.api("POST", `/v1/payment_intents/${pi.id}/cancel`, { authorization: PK }),
       await h.api("POST", "/v1/refunds", { params: { payment_intent: pi.id }, authorization: PK }),
@@ -61,6 +61,22 @@ describe("a publishable key", () => {
     }
     expect((await h.stats()).writes).toEqual(writesBefore);
     expect(await h.stripe.paymentIntents.retrieve(pi.id)).toMatchObject({ status: "requires_payment_method", metadata: { account_id: "acct_pk" } });
+  });
+
+  it("reads a PaymentIntent only with its client_secret, and only the browser's view of it", async () => {
+    const pi = await topUp(1800);
+    const other = await topUp();
+    const read = await h.api("GET", `/v1/payment_intents/${pi.id}`, { params: { client_secret: pi.client_secret ?? "" }, authorization: PK });
+    expect(read.status).toBe(200);
+    expect(read.body).toMatchObject({ id: pi.id, amount: 1800, status: "requires_payment_method", next_action: null });
+    for (const field of ["customer", "metadata", "latest_charge"]) expect(read.body).not.toHaveProperty(field);
+
+    const missing = await h.api("GET", `/v1/payment_intents/${pi.id}`, { authorization: PK });
+    expect(missing.status).toBe(400);
+    expect(errorOf(missing)).toMatchObject({ code: "parameter_missing", param: "client_secret" });
+    const wrong = await h.api("GET", `/v1/payment_intents/${pi.id}`, { params: { client_secret: other.client_secret ?? "" }, authorization: PK });
+    expect(wrong.status).toBe(400);
+    expect(errorOf(wrong).param).toBe("client_secret");
   });
 
   it("confirms only with the PaymentIntent's own client_secret", async () => {
@@ -106,10 +122,14 @@ describe("a publishable key", () => {
     const events = await h.control<{ data: { type: string }[] }>("GET", `/events?payment_intent=${pi.id}`);
     expect(events.data.map((e) => e.type)).toContain("payment_intent.succeeded");
 
-    // Paying twice is refused as Stripe refuses it.
+    // Paying twice is refused as Stripe refuses it, with the PaymentIntent (the browser's view), so a
+    // page that finds it already paid can go on.
     const again = await confirmAsBrowser(pi.id, { payment_method: "pm_card_visa", client_secret: pi.client_secret ?? "" });
     expect(again.status).toBe(400);
     expect(errorOf(again).code).toBe("payment_intent_unexpected_state");
+    expect(errorOf(again).message).toBe("You cannot confirm this PaymentIntent because it has already succeeded after being previously confirmed.");
+    expect(errorOf(again).payment_intent).toMatchObject({ id: pi.id, status: "succeeded" });
+    expect(errorOf(again).payment_intent).not.toHaveProperty("metadata");
   });
 
   it("is declined like Stripe.js is told, then pays with another card", async () => {
@@ -132,6 +152,84 @@ describe("a publishable key", () => {
     const paid = await h.api("POST", `/v1/payment_intents/${pi.id}/confirm`, { params: { payment_method: "pm_card_visa" } });
     expect(paid.status).toBe(200);
     expect(paid.body).toMatchObject({ status: "succeeded", customer: pi.customer, metadata: { account_id: "acct_pk" } });
+  });
+});
+
+describe("the 3-D Secure route of the stand-in (POST /v3/3ds/:id)", () => {
+  /** A top-up whose card asked for 3-D Secure when the browser confirmed it. */
+  async function challenged(amount = 2100) {
+    const pi = await topUp(amount);
+    const confirmed = await confirmAsBrowser(pi.id, { payment_method: "pm_card_authenticationRequired", client_secret: pi.client_secret ?? "" });
+    expect(confirmed.status).toBe(200);
+    return { pi, confirmed: confirmed.body };
+  }
+  const answer = (id: string, params: Record<string, string>, authorization: string | null = PK) => h.api("POST", `/v3/3ds/${id}`, { params, authorization });
+
+  it("points the browser's view at itself: requires_action with Stripe's use_stripe_sdk next action", async () => {
+    const { pi, confirmed } = await challenged();
+    expect(confirmed).toMatchObject({
+      id: pi.id,
+      status: "requires_action",
+      next_action: { type: "use_stripe_sdk", use_stripe_sdk: { type: "three_d_secure_redirect", stripe_js: `${h.url}/v3/3ds/${pi.id}` } },
+    });
+    expect((confirmed.next_action as { use_stripe_sdk: { source: string } }).use_stripe_sdk.source).toMatch(/^src_/);
+    expect(confirmed).not.toHaveProperty("customer");
+  });
+
+  it("completes the payment with the publishable key and the client_secret, and answers the browser's view", async () => {
+    const { pi } = await challenged(2100);
+    const done = await answer(pi.id, { client_secret: pi.client_secret ?? "", outcome: "complete" });
+    expect(done.status).toBe(200);
+    expect(done.body).toMatchObject({ id: pi.id, status: "succeeded", next_action: null });
+    expect(done.body).not.toHaveProperty("metadata");
+    const server = await h.stripe.paymentIntents.retrieve(pi.id);
+    expect(server).toMatchObject({ status: "succeeded", amount_received: 2100 });
+    expect(server.latest_charge).toMatch(/^ch_/);
+  });
+
+  it("fails it as Stripe does: requires_payment_method with payment_intent_authentication_failure", async () => {
+    const { pi } = await challenged();
+    const failed = await answer(pi.id, { client_secret: pi.client_secret ?? "", outcome: "fail" });
+    expect(failed.status).toBe(200);
+    expect(failed.body).toMatchObject({
+      status: "requires_payment_method",
+      payment_method: null,
+      next_action: null,
+      last_payment_error: { type: "invalid_request_error", code: "payment_intent_authentication_failure" },
+    });
+    expect((await h.stripe.paymentIntents.retrieve(pi.id)).amount_received).toBe(0);
+  });
+
+  it("refuses without the PaymentIntent's own client_secret, an unknown outcome, and a PaymentIntent with no challenge", async () => {
+    const { pi } = await challenged();
+    const other = await topUp();
+    const wrongSecret = await answer(pi.id, { client_secret: other.client_secret ?? "", outcome: "complete" });
+    expect(wrongSecret.status).toBe(400);
+    expect(errorOf(wrongSecret).param).toBe("client_secret");
+    const noSecret = await answer(pi.id, { outcome: "complete" });
+    expect(noSecret.status).toBe(400);
+    expect(errorOf(noSecret)).toMatchObject({ code: "parameter_missing", param: "client_secret" });
+    const bogus = await answer(pi.id, { client_secret: pi.client_secret ?? "", outcome: "maybe" });
+    expect(bogus.status).toBe(400);
+    expect(errorOf(bogus).param).toBe("outcome");
+    const noKey = await answer(pi.id, { client_secret: pi.client_secret ?? "", outcome: "complete" }, null);
+    expect(noKey.status).toBe(401);
+    // None of these answered the challenge.
+    expect((await h.stripe.paymentIntents.retrieve(pi.id)).status).toBe("requires_action");
+
+    const unchallenged = await answer(other.id, { client_secret: other.client_secret ?? "", outcome: "complete" });
+    expect(unchallenged.status).toBe(400);
+    expect(errorOf(unchallenged).code).toBe("payment_intent_unexpected_state");
+    expect((await h.stripe.paymentIntents.retrieve(other.id)).status).toBe("requires_payment_method");
+  });
+
+  it("answers the page's CORS preflight", async () => {
+    const preflight = await fetch(`${h.url}/v3/3ds/pi_any`, {
+      method: "OPTIONS",
+      headers: { origin: PAGE, "access-control-request-method": "POST", "access-control-request-headers": "authorization,content-type" },
+    });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get("access-control-allow-origin")).toBe("*");
   });
 });
 

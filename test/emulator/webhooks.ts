@@ -47,14 +47,26 @@ export class Webhooks {
     public settings: WebhookSettings,
   ) {}
 
-  /** Records an event for `object` (a snapshot, as Stripe sends) and schedules its delivery. */
-  emit(type: string, object: unknown, request: { id: string | null; idempotency_key: string | null }, livemode: boolean): StripeEvent {
+  /**
+   * Records an event for `object` (a snapshot, as Stripe sends) and schedules its delivery;
+   * `previousAttributes` are the changed fields' old values, as Stripe puts them on `*.updated`
+   * and `payment_method.detached` events.
+   */
+  emit(
+    type: string,
+    object: unknown,
+    request: { id: string | null; idempotency_key: string | null },
+    livemode: boolean,
+    previousAttributes?: Record<string, unknown>,
+  ): StripeEvent {
     const event: StripeEvent = {
       id: newId("evt"),
       object: "event",
       api_version: this.settings.apiVersion,
       created: nowSeconds(),
-      data: { object: structuredClone(object) },
+      data: previousAttributes
+        ? { object: structuredClone(object), previous_attributes: structuredClone(previousAttributes) }
+        : { object: structuredClone(object) },
       livemode,
       pending_webhooks: this.settings.url ? 1 : 0,
       request,

@@ -372,7 +372,9 @@ describe("a customer the older server made", () => {
     entries.push(await writeStripeEntry(customer.id, 200, { description: "API usage (per call)" }));
     expect(await stripeBalance(customer.id)).toBe(-1300);
 
-    const searches = async () => (await stripeRequests({ path: "/v1/customers/search" })).filter((r) => String(r.params.query).includes(accountId)).length;
+    const searches = async () =>
+      (await stripeRequests({ path: "/v1/customers/search" })).filter((r) => String((r.params as Record<string, unknown> | null)?.query).includes(accountId))
+        .length;
     const customerCalls = async () => (await stripeRequests({ path: `/v1/customers/${customer.id}/**` })).length;
     const readsBefore = (await ledgerReads(customer.id)).length;
     const stub = accountStub(accountId);
