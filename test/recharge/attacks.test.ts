@@ -783,22 +783,6 @@ describe("Stripe failing on every retry, then recovering", () => {
     expect((await rechargeRows(a.accountId)).map((r) => [r.status, r.code])).toEqual([["failed", "authentication_required"]]);
   });
 
-  // What does happen: the recharge stays open while the key replays its 500, and closes as soon
-  // as the key is gone (Stripe forgets keys after 24 hours; the emulator is told to).
-  it("cancel answered a saved 500: open while the key replays it, closed once the key expires", async () => {
-    const a = await waitingRecharge();
-    const fault = await addFault({ kind: "error_500", apply: true, method: "POST", path: `/v1/payment_intents/${a.pi}/cancel` });
-    const past = Date.now() - 1000;
-    await rewrite(a.accountId, "UPDATE recharges SET expires_at = ?, due_at = ? WHERE n = 1", past, past);
-    await runDurableObjectAlarm(accountStub(a.accountId));
-    expect(await fired(fault)).toBe(1);
-    await removeFault(fault);
-    await emu("/idempotency/expire", { key: `recharge-cancel:${a.accountId}:*` });
-    const rows = await driveUntil(a.accountId, closed);
-    expect(rows.map((r) => [r.status, r.code])).toEqual([["failed", "authentication_required"]]);
-    await expectRails(a, { final: true, available: 400 });
-  });
-
   // A card save owed (a "save my card" top-up credited) whose read fails on every retry of a
   // call: tried again later, and saved once Stripe answers. Failing the last allowed time, it is
   // dropped: nothing left owed, the account not holding work for it.
