@@ -8,7 +8,7 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { expect, vi } from "vitest";
-import type { RechargeSettings } from "../../src/recharge/contract.js";
+import type { RechargeSettings, RechargeView } from "../../src/recharge/contract.js";
 import type { AutoRechargeRow, RechargeRow } from "../../src/recharge/schema.js";
 import type { WalletLine } from "../../src/wallet/contract.js";
 import { TEST_BINDINGS } from "../bindings.js";
@@ -30,19 +30,7 @@ export interface AutoRechargeAnswer {
   disabled_reason: "declined" | "card_removed" | null;
   consecutive_failures: number;
   this_month: { month: string; recharged: number; remaining: number | null };
-  recharge: {
-    number: number;
-    status: RechargeRow["status"];
-    amount: number;
-    currency: string;
-    payment_intent_id: string | null;
-    client_secret: string | null;
-    payment_method: string;
-    expires_at: string | null;
-    code: string | null;
-    decline_code: string | null;
-    created: string;
-  } | null;
+  recharge: RechargeView | null;
 }
 
 /** A PaymentIntent as Stripe's API answers it (the fields these tests read). */
