@@ -23,6 +23,10 @@ const stripe = new Stripe(process.env.STRIPE_SECRET_KEY ?? "sk_test_bench", {
   port: Number(base.port),
   protocol: "http",
   maxNetworkRetries: 2,
+  // Off, as in the service's own client (src/stripe/client.ts): with it on, the SDK buffers each
+  // request's timing for the next request's header and warns once per request when the buffer is
+  // full, hundreds of lines per run.
+  telemetry: false,
 });
 
 const locks = new Map<string, Promise<unknown>>();

@@ -2,10 +2,18 @@
 // side with the design it replaces (bench/baseline.ts), against one emulator with a fixed
 // latency L per Stripe call; then spending through the seller's API (bench/spend.ts). Prints
 // the tables and writes bench/results/latest.json (latest-credits.json or latest-debits.json
-// for a run of one part).
+// for a run of one part). Then the cost rows (bench/cost.ts): CPU per credit and per debit from
+// workerd's own CPU time (bench/cpu.ts), net of GET /healthz's at the same concurrency, with the
+// service's logging on and off; browser credits with and without the mark; webhook credits;
+// a burst under the shipped Stripe budget. Each setting that differs is a `wrangler dev` of its
+// own, started after the main one, all against the one emulator.
 //   --latency L          ms added to every Stripe call (default 50)
-//   --quick              smaller N and M, and fewer debits, for a fast look
-//   --only credits|debits   run one part
+//   --quick              smaller N and M, and fewer debits, for a fast look; the main stack only
+//                        (spread M=100 on it), unless --only names a part: the rows that need
+//                        other settings (logging off, the mark on, no wrangler dev, the shipped
+//                        budget, spread without the governor) are in the full run,
+//                        `--only cost --quick` and `--only credits --quick`
+//   --only credits|debits|cost   run one part
 //   --debits N           debits per concurrent spending row (default 1000; 300 with --quick)
 //   --concurrency C      requests in flight in the concurrent spending rows (default 16)
 //   --sync-seconds S     the Worker's STRIPE_SYNC_SECONDS (default 60, the product's default);
@@ -18,14 +26,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
-import { SignJWT } from "jose";
 import { projectRoot } from "../scripts/dev-vars.js";
 import { freePort, startStack } from "../scripts/stack.js";
-import type { Emulator } from "../test/emulator/emulator.js";
-import { createCustomer } from "../test/emulator/customers.js";
-import { createPaymentIntent, succeed } from "../test/emulator/payment-intents.js";
-import { TOP_UP_MARKER } from "../src/credit/top-up.js";
+import { topUps } from "./top-ups.js";
+import { benchVars, JWT_SECRET, OPERATOR_TOKEN, SERVICE_TOKEN, STRIPE_KEY, WEBHOOK_SECRET } from "./settings.js";
 import { runSpending, spendingReport, type SpendResults } from "./spend.js";
+import { StackCpu, cpuSpent, type CpuSample } from "./cpu.js";
+import { startBare } from "./bare.js";
+import { browserCredits, costReport, debits as debitRow, governedBurst, webhookCredits, type CostContext, type CostRow, type GovernedBurst } from "./cost.js";
 
 const { values } = parseArgs({
   options: {
@@ -40,13 +48,14 @@ const { values } = parseArgs({
 const L = Number(values.latency);
 const quick = values.quick;
 const only = values.only;
-if (only !== undefined && only !== "credits" && only !== "debits") throw new Error(`--only takes credits or debits, not ${only}`);
+if (only !== undefined && only !== "credits" && only !== "debits" && only !== "cost") throw new Error(`--only takes credits, debits or cost, not ${only}`);
 const debits = Number(values.debits ?? (quick ? 300 : 1000));
 const concurrency = Number(values.concurrency);
 const syncSeconds = Number(values["sync-seconds"]);
-const SECRET = "bench-secret-bench-secret-bench-secret-01";
-const KEY = "sk_test_bench";
-const SERVICE_TOKEN = "bench-service-token";
+const SECRET = JWT_SECRET;
+const KEY = STRIPE_KEY;
+/** Requests in flight in the credit cost rows. */
+const CREDIT_CONCURRENCY = 10;
 
 interface Figures {
   n: number;
@@ -63,6 +72,8 @@ interface Figures {
 }
 interface Scenario extends Figures {
   name: string;
+  /** This service's CPU ms per credit, by process (bench/cpu.ts), where the row reads it. */
+  cpu_ms_per_credit?: CpuSample;
   baseline: Figures;
   ratio: { stripe_calls: number | null; p50_ms: number | null; p99_ms: number | null; per_s: number | null };
 }
@@ -70,6 +81,8 @@ interface Scenario extends Figures {
 interface System {
   name: "edge" | "baseline";
   url: string;
+  /** The edge stack's processes, to read CPU from. */
+  cpu?: StackCpu;
 }
 
 const quantile = (xs: number[], q: number) => {
@@ -78,41 +91,31 @@ const quantile = (xs: number[], q: number) => {
 };
 const round = (x: number) => Math.round(x * 10) / 10;
 
-async function token(account: string): Promise<string> {
-  return new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject(account).setIssuedAt().setExpirationTime("2h").sign(new TextEncoder().encode(SECRET));
-}
-
 // ---------------------------------------------------------------------------------------------
 
-const state = mkdtempSync(join(tmpdir(), "bench-state-"));
+const states: string[] = [];
 const emulatorPort = await freePort();
+const vars = (overrides: Record<string, string> = {}) => benchVars(emulatorPort, syncSeconds, overrides);
+/** Another `wrangler dev` of the Worker, against the main stack's emulator, with its own state. */
+async function startOther(overrides: Record<string, string>) {
+  const persistTo = mkdtempSync(join(tmpdir(), "bench-state-"));
+  states.push(persistTo);
+  const port = await freePort();
+  const other = await startStack({ workerPort: port, emulatorPort: null, webhookSecret: WEBHOOK_SECRET, persistTo, vars: vars(overrides) });
+  return { stack: other, system: { name: "edge", url: other.workerUrl, cpu: StackCpu.find(other.wrangler.pid ?? -1, port) } satisfies System };
+}
+
+const state = mkdtempSync(join(tmpdir(), "bench-state-"));
+states.push(state);
 console.log(`Starting the emulator (latency ${L} ms) and wrangler dev…`);
+const mainPort = await freePort();
 const stack = await startStack({
-  workerPort: await freePort(),
+  workerPort: mainPort,
   emulatorPort,
   latencyMs: L,
-  webhookSecret: "whsec_bench",
+  webhookSecret: WEBHOOK_SECRET,
   persistTo: state,
-  vars: {
-    STRIPE_SECRET_KEY: KEY,
-    STRIPE_API_BASE: `http://127.0.0.1:${emulatorPort}`,
-    STRIPE_WEBHOOK_SECRET: "whsec_bench",
-    AUTH_JWT_SECRET: SECRET,
-    DEMO_MODE: "false",
-    // The baseline has no protections; these measure the credit protocol, so the request limits
-    // and the per-object queue bound are out of the way. The governor stays in the path (every
-    // Stripe call still asks it for a permit) with a budget the emulator never reaches.
-    STRIPE_RATE_LIMIT: "100000",
-    CONFIRM_LIMIT_PER_MINUTE: "0",
-    CONFIRM_IP_LIMIT_PER_MINUTE: "0",
-    OBJECT_QUEUE_LIMIT: "100000",
-    // Spending: the seller's token, top-ups for a hundred accounts from one address, and the
-    // sync window the debit rows are measured inside (see bench/spend.ts).
-    SERVICE_TOKEN,
-    TOPUP_LIMIT_PER_MINUTE: "0",
-    TOPUP_IP_LIMIT_PER_MINUTE: "0",
-    STRIPE_SYNC_SECONDS: String(syncSeconds),
-  },
+  vars: vars(),
 });
 const emu = (stack.emulator as NonNullable<typeof stack.emulator>).emulator;
 // Webhooks off: the figures are the confirm path's alone.
@@ -130,32 +133,13 @@ const baselinePort = await new Promise<number>((resolve) => {
   });
 });
 const systems: System[] = [
-  { name: "edge", url: stack.workerUrl },
+  { name: "edge", url: stack.workerUrl, cpu: StackCpu.find(stack.wrangler.pid ?? -1, mainPort) },
   { name: "baseline", url: `http://127.0.0.1:${baselinePort}` },
 ];
 
-let accountSeq = 0;
+const { token, prepare: prepareOn, creditsFor } = topUps(emu, SECRET);
 /** `count` succeeded PaymentIntents over accounts of `perAccount` each; this service's accounts know their customer (as after a first top-up). */
-async function prepare(system: System, count: number, perAccount: number, amount = 1000): Promise<{ token: string; pi: string; customer: string }[]> {
-  const out: { token: string; pi: string; customer: string }[] = [];
-  for (let i = 0; i < count; i += perAccount) {
-    const account = `bench_${system.name}_${++accountSeq}`;
-    const customer = createCustomer(emu.store, { metadata: { account_id: account } }, false);
-    const t = await token(account);
-    if (system.name === "edge") {
-      const res = await fetch(`${system.url}/billing/balance`, { headers: { authorization: `Bearer ${t}` } });
-      if (!res.ok) throw new Error(`warming account ${account}: ${res.status}`);
-    }
-    for (let j = 0; j < perAccount && i + j < count; j++) {
-      // A top-up as POST /billing/top_ups makes it: only those are credited.
-      const pi = createPaymentIntent(emu.store, { amount, currency: "usd", customer: customer.id, metadata: { account_id: account, ...TOP_UP_MARKER } }, false);
-      pi.payment_method = "pm_card_visa";
-      succeed(emu.store, emu.webhooks, pi, { id: null, idempotency_key: null });
-      out.push({ token: t, pi: pi.id, customer: customer.id });
-    }
-  }
-  return out;
-}
+const prepare = (system: System, count: number, perAccount: number, amount?: number) => prepareOn(system, count, perAccount, amount);
 
 async function confirmOnce(url: string, t: string, pi: string): Promise<{ ms: number; status: number }> {
   const started = performance.now();
@@ -168,12 +152,6 @@ async function confirmOnce(url: string, t: string, pi: string): Promise<{ ms: nu
   return { ms: performance.now() - started, status: res.status };
 }
 
-function creditsFor(e: Emulator, pis: Set<string>): number {
-  let n = 0;
-  for (const txs of e.store.balanceTransactions.values()) for (const tx of txs) if (pis.has(tx.metadata.payment_intent ?? "") && !tx.metadata.operation) n++;
-  return n;
-}
-
 /** Runs `jobs` all at once and measures them. */
 async function measure(system: System, jobs: { token: string; pi: string }[], countCredits: boolean): Promise<Figures> {
   const before = emu.stats.requests;
@@ -184,12 +162,12 @@ async function measure(system: System, jobs: { token: string; pi: string }[], co
   for (const r of results) statuses[r.status] = (statuses[r.status] ?? 0) + 1;
   const ms = results.map((r) => r.ms);
   const pis = new Set(jobs.map((j) => j.pi));
-  const credits = countCredits ? creditsFor(emu, pis) : 0;
+  const credits = countCredits ? creditsFor(pis) : 0;
   let after = credits;
   // Callers told 503 were promised that the credit finishes on its own: wait for it (bounded).
   for (let waited = 0; countCredits && after < pis.size && waited < 120_000; waited += 1000) {
     await new Promise((r) => setTimeout(r, 1000));
-    after = creditsFor(emu, pis);
+    after = creditsFor(pis);
   }
   return {
     n: jobs.length,
@@ -236,9 +214,9 @@ async function overhead(system: System, first: boolean): Promise<Figures> {
   return {
     n: count,
     stripe_calls: emu.stats.requests - before,
-    credits: first ? creditsFor(emu, new Set(prepared.map((p) => p.pi))) : 0,
+    credits: first ? creditsFor(new Set(prepared.map((p) => p.pi))) : 0,
     statuses: {},
-    credits_after_alarms: first ? creditsFor(emu, new Set(prepared.map((p) => p.pi))) : 0,
+    credits_after_alarms: first ? creditsFor(new Set(prepared.map((p) => p.pi))) : 0,
     p50_ms: round(quantile(extra, 0.5)),
     p99_ms: round(quantile(extra, 0.99)),
     max_ms: round(Math.max(...extra)),
@@ -270,14 +248,22 @@ async function floor(system: System): Promise<Figures> {
 
 const ratio = (a: number, b: number) => (b === 0 ? null : Math.round((a / b) * 100) / 100);
 
-async function scenario(name: string, run: (s: System) => Promise<Figures>): Promise<Scenario> {
+/** Runs `run` on this service (`edge`, the main stack unless given) and on the baseline; `withCpu`: reads the edge's CPU per credit. */
+async function scenario(name: string, run: (s: System) => Promise<Figures>, edge = systems[0] as System, withCpu = false): Promise<Scenario> {
   process.stdout.write(`  ${name}…`);
-  const ours = await run(systems[0] as System);
+  const cpu = withCpu ? edge.cpu : undefined;
+  await cpu?.settle();
+  const before = cpu?.sample();
+  const ours = await run(edge);
+  await cpu?.settle();
+  const spent = cpu && before ? cpuSpent(before, cpu.sample()) : null;
   const base = await run(systems[1] as System);
   process.stdout.write(" done\n");
+  const perCredit = (x: number) => (ours.credits_after_alarms === 0 ? 0 : Math.round((x / ours.credits_after_alarms) * 100) / 100);
   return {
     name,
     ...ours,
+    ...(spent ? { cpu_ms_per_credit: { runtime: perCredit(spent.runtime), proxy: perCredit(spent.proxy), wrangler: perCredit(spent.wrangler) } } : {}),
     baseline: base,
     ratio: {
       stripe_calls: ratio(ours.stripe_calls, base.stripe_calls),
@@ -290,16 +276,28 @@ async function scenario(name: string, run: (s: System) => Promise<Figures>): Pro
 
 const scenarios: Scenario[] = [];
 let spending: SpendResults | null = null;
+const costRows: CostRow[] = [];
+let burst: GovernedBurst | null = null;
+const creditN = quick ? 60 : 200;
+/** Whether the rows that need a stack with other settings run (see --quick). */
+const otherStacks = !quick || only !== undefined;
+const part = (name: "credits" | "debits" | "cost") => only === undefined || only === name;
 try {
   // Warm both systems (module load, first object) outside the figures.
   for (const s of systems) {
     const [w] = await prepare(s, 1, 1);
     if (w) await confirmOnce(s.url, w.token, w.pi);
   }
-  if (only !== "debits") await creditScenarios();
-  if (only !== "credits") {
+  if (part("credits")) await creditScenarios();
+  if (part("cost")) {
+    console.log("Cost rows (CPU per credit and per debit):");
+    await costRowsOn(systems[0] as System, {}, "");
+  }
+  // The spending rows run here; the wait for their sync to Stripe runs alongside what follows.
+  let finishSpending: (() => Promise<SpendResults>) | null = null;
+  if (part("debits")) {
     console.log("Spending:");
-    spending = await runSpending({
+    finishSpending = await runSpending({
       emu,
       edgeUrl: stack.workerUrl,
       baselineUrl: `http://127.0.0.1:${baselinePort}`,
@@ -313,12 +311,127 @@ try {
       concurrency,
       accounts: 100,
       syncSeconds,
+      ...(systems[0]?.cpu ? { cpu: systems[0].cpu } : {}),
     });
   }
+  if (part("cost") && otherStacks) await otherCostRows();
+  if (part("credits")) {
+    if (otherStacks) await spreadScenarios();
+    else scenarios.push(await scenario("spread M=100", async (s) => measure(s, await prepare(s, 100, 10), true), systems[0], true));
+  }
+  if (finishSpending) spending = await finishSpending();
 } finally {
   baselineProc.kill("SIGTERM");
   await stack.stop();
-  rmSync(state, { recursive: true, force: true });
+  for (const dir of states) rmSync(dir, { recursive: true, force: true });
+}
+
+/** Runs `job` on a `wrangler dev` of its own with `overrides`, warmed, and stops it after. */
+async function onOtherStack(overrides: Record<string, string>, job: (edge: System) => Promise<void>): Promise<void> {
+  process.stdout.write(
+    `  starting wrangler dev with ${Object.entries(overrides)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(" ")}…`,
+  );
+  const { stack: other, system } = await startOther(overrides);
+  process.stdout.write(" up\n");
+  try {
+    const [w] = await prepare(system, 1, 1);
+    if (w) await confirmOnce(system.url, w.token, w.pi);
+    await job(system);
+  } finally {
+    await other.stop();
+  }
+}
+
+/** Runs `job` on the Worker in workerd without wrangler dev (bench/bare.ts) with `overrides`, warmed, and stops it after. */
+async function onBare(overrides: Record<string, string>, job: (edge: System) => Promise<void>): Promise<void> {
+  process.stdout.write(
+    `  starting workerd without wrangler dev${
+      Object.keys(overrides).length
+        ? ` with ${Object.entries(overrides)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(" ")}`
+        : ""
+    }…`,
+  );
+  const persistTo = mkdtempSync(join(tmpdir(), "bench-state-"));
+  states.push(persistTo);
+  const bare = await startBare({ port: await freePort(), vars: vars(overrides), persistTo });
+  process.stdout.write(" up\n");
+  try {
+    const system: System = { name: "edge", url: bare.url, cpu: bare.cpu };
+    const [w] = await prepare(system, 1, 1);
+    if (w) await confirmOnce(system.url, w.token, w.pi);
+    await job(system);
+  } finally {
+    await bare.stop();
+  }
+}
+
+function costContext(edge: System, settings: Record<string, string>): CostContext {
+  if (!edge.cpu) throw new Error(`no processes found for ${edge.url}`);
+  return {
+    emu,
+    url: edge.url,
+    cpu: edge.cpu,
+    prepare: (count, perAccount, amount) => prepare(edge, count, perAccount, amount),
+    creditsFor,
+    serviceToken: SERVICE_TOKEN,
+    operatorToken: OPERATOR_TOKEN,
+    settings,
+    floorRequests: quick ? 300 : 600,
+  };
+}
+
+/** Browser credits, webhook credits and debits on `edge`, whose settings differ by `settings`. */
+async function costRowsOn(edge: System, settings: Record<string, string>, suffix: string): Promise<void> {
+  const ctx = costContext(edge, settings);
+  const row = async (name: string, run: () => Promise<CostRow>) => {
+    process.stdout.write(`  ${name}${suffix}…`);
+    costRows.push(await run());
+    process.stdout.write(" done\n");
+  };
+  await row("browser mark=off", () => browserCredits(ctx, `browser mark=off${suffix}`, creditN, CREDIT_CONCURRENCY));
+  await row("webhook", () => webhookCredits(ctx, `webhook${suffix}`, creditN, CREDIT_CONCURRENCY));
+  await row("debit", () => debitRow(ctx, `debit${suffix}`, debits, concurrency));
+}
+
+/** The rows whose settings differ from the main stack's: logging off, the mark on, the shipped budget. */
+async function otherCostRows(): Promise<void> {
+  await onOtherStack({ LOG_LEVEL: "off" }, (edge) => costRowsOn(edge, { LOG_LEVEL: "off" }, ", log off"));
+  await onOtherStack({ MARK_CREDITED: "true" }, async (edge) => {
+    process.stdout.write("  browser mark=on…");
+    costRows.push(await browserCredits(costContext(edge, { MARK_CREDITED: "true" }), "browser mark=on", creditN, CREDIT_CONCURRENCY));
+    process.stdout.write(" done\n");
+  });
+  await onBare({}, (edge) => costRowsOn(edge, { runtime: "workerd without wrangler dev" }, ", no wrangler dev"));
+  await onOtherStack({ STRIPE_RATE_LIMIT: "20" }, async (edge) => {
+    const n = quick ? 100 : 200;
+    process.stdout.write(`  governed burst N=${n}…`);
+    const ungoverned = costRows.find((r) => r.name === "browser mark=off");
+    burst = await governedBurst(costContext(edge, { STRIPE_RATE_LIMIT: "20" }), n, 10, 20, ungoverned?.p50_ms ?? null);
+    process.stdout.write(" done\n");
+  });
+}
+
+/**
+ * Spread: M different PaymentIntents confirmed at once, with the governor out of the way
+ * (STRIPE_RATE_LIMIT 0), under wrangler dev and then in workerd alone, each against the baseline
+ * in the same minute.
+ */
+async function spreadScenarios(): Promise<void> {
+  await onOtherStack({ STRIPE_RATE_LIMIT: "0" }, async (edge) => {
+    for (const m of quick ? [100] : [100, 1000]) {
+      scenarios.push(await scenario(`spread M=${m}`, async (s) => measure(s, await prepare(s, m, 10), true), edge, true));
+    }
+  });
+  // The same without wrangler dev's proxy, DevTools session and log relay (bench/bare.ts).
+  await onBare({ STRIPE_RATE_LIMIT: "0" }, async (edge) => {
+    const m = quick ? 100 : 1000;
+    scenarios.push(await scenario(`spread M=${m}, no wrangler dev`, async (s) => measure(s, await prepare(s, m, 10), true), edge, true));
+    scenarios.push(await scenario("floor, GET /healthz, no wrangler dev", floor, edge));
+  });
 }
 
 async function creditScenarios(): Promise<void> {
@@ -335,7 +448,7 @@ async function creditScenarios(): Promise<void> {
       }),
     );
   }
-  const replayN = quick ? 200 : 1000;
+  const replayN = quick ? 100 : 1000;
   scenarios.push(
     await scenario(`replay N=${replayN}`, async (s) => {
       const [job] = await prepare(s, 1, 1);
@@ -347,9 +460,6 @@ async function creditScenarios(): Promise<void> {
       );
     }),
   );
-  for (const m of quick ? [100] : [100, 1000]) {
-    scenarios.push(await scenario(`spread M=${m}`, async (s) => measure(s, await prepare(s, m, 10), true)));
-  }
   scenarios.push(await scenario("overhead, first confirm", (s) => overhead(s, true)));
   scenarios.push(await scenario("overhead, replay", (s) => overhead(s, false)));
   scenarios.push(await scenario("floor, GET /healthz", floor));
@@ -371,6 +481,7 @@ const header = [
   "base per s",
   "│ p50 ×",
   "per s ×",
+  "│ CPU ms/credit wd+proxy+node",
 ];
 const rows = scenarios.map((s) => [
   s.name,
@@ -391,6 +502,7 @@ const rows = scenarios.map((s) => [
   s.baseline.per_s || "",
   `│ ${s.ratio.p50_ms ?? "-"}`,
   s.ratio.per_s ?? "",
+  s.cpu_ms_per_credit ? `│ ${s.cpu_ms_per_credit.runtime}+${s.cpu_ms_per_credit.proxy}+${s.cpu_ms_per_credit.wrangler}` : "│",
 ]);
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
 const line = (cells: (string | number)[]) => cells.map((c, i) => String(c).padStart(widths[i] ?? 0)).join("  ");
@@ -402,7 +514,11 @@ if (scenarios.length > 0) {
   for (const r of rows) console.log(line(r));
 }
 if (spending) console.log(`\n${spendingReport(spending, L)}`);
+if (costRows.length > 0 || burst) console.log(`\n${costReport(costRows, burst)}`);
 const file = `bench/results/${only ? `latest-${only}` : "latest"}.json`;
-writeFileSync(join(projectRoot, file), `${JSON.stringify({ latency_ms: L, quick, at: new Date().toISOString(), scenarios, spending }, null, 2)}\n`);
+writeFileSync(
+  join(projectRoot, file),
+  `${JSON.stringify({ latency_ms: L, quick, at: new Date().toISOString(), scenarios, spending, cost: costRows, governed_burst: burst }, null, 2)}\n`,
+);
 console.log(`\nWritten to ${file}`);
 process.exit(0);

@@ -11,6 +11,7 @@
 
 import type { Emulator, RequestRecord } from "../test/emulator/emulator.js";
 import { createCustomer } from "../test/emulator/customers.js";
+import { cpuSpent, type StackCpu } from "./cpu.js";
 
 export interface SpendSettings {
   emu: Emulator;
@@ -31,6 +32,8 @@ export interface SpendSettings {
   concurrency: number;
   accounts: number;
   syncSeconds: number;
+  /** The edge stack's processes: CPU per request is read for its rows at `concurrency` (bench/cpu.ts). */
+  cpu?: StackCpu;
 }
 
 /** One row: `n` requests, `concurrency` in flight at a time. */
@@ -50,6 +53,14 @@ export interface SpendRow {
   per_s: number;
   /** Requests per second against the floor's, run side by side (the median of the blocks' ratios). */
   per_s_of_floor: number | null;
+  /**
+   * CPU ms per request of the Worker's workerd (edge rows at concurrency, read before and after
+   * each block once the stack is quiet); on a debit row, with the floor's beside it and the
+   * difference, the debit's own CPU.
+   */
+  cpu_ms?: number;
+  cpu_ms_floor?: number;
+  cpu_ms_per_debit?: number;
 }
 
 /** One kind of request in a group: `n` of them, `send(i)` answers the i-th's status. */
@@ -68,6 +79,8 @@ interface Run {
   statuses: Record<string, number>;
   windows: [number, number][];
   rates: number[];
+  /** The Worker's workerd CPU ms over the kind's blocks (when read). */
+  cpuMs: number;
 }
 
 interface Measured {
@@ -83,7 +96,7 @@ export interface Target {
 }
 
 export interface SpendResults {
-  settings: Omit<SpendSettings, "emu" | "browserToken" | "serviceToken" | "stripeKey" | "edgeUrl" | "baselineUrl" | "stripeUrl">;
+  settings: Omit<SpendSettings, "emu" | "browserToken" | "serviceToken" | "stripeKey" | "edgeUrl" | "baselineUrl" | "stripeUrl" | "cpu">;
   rows: SpendRow[];
   /** Stripe calls by the edge while its debits ran, with their endpoints when not zero. */
   edge_calls_during_debits: { calls: number; debits: number; endpoints: Record<string, number> };
@@ -109,7 +122,7 @@ const quantile = (xs: number[], q: number) => {
 const round = (x: number) => Math.round(x * 10) / 10;
 
 /** Runs `n` requests, `concurrency` at a time (each worker sends its next when its last is answered). */
-async function drive(
+export async function drive(
   n: number,
   concurrency: number,
   send: (i: number) => Promise<number>,
@@ -142,7 +155,12 @@ async function inParallel<T>(items: T[], limit: number, job: (item: T) => Promis
   );
 }
 
-export async function runSpending(s: SpendSettings): Promise<SpendResults> {
+/**
+ * Runs the rows; resolves to what finishes the part: the wait for the wallet's sync to Stripe
+ * (STRIPE_SYNC_SECONDS after the first debits) and the targets. The caller may run other work on
+ * other stacks meanwhile, as long as this stack and the emulator stay up.
+ */
+export async function runSpending(s: SpendSettings): Promise<() => Promise<SpendResults>> {
   const { emu } = s;
   const runId = Date.now().toString(36);
   const edgeAccount = (name: string) => `spend_${runId}_edge_${name}`;
@@ -305,7 +323,9 @@ export async function runSpending(s: SpendSettings): Promise<SpendResults> {
   /** Runs `kinds` side by side (see above) and adds their rows. */
   async function group(system: SpendRow["system"], concurrency: number, kinds: Kind[]): Promise<Measured[]> {
     process.stdout.write(`  ${system}, ${concurrency} at a time: ${kinds.map((k) => k.name).join(", ")}…`);
-    const runs = kinds.map((): Run => ({ ms: [], statuses: {}, windows: [], rates: [] }));
+    const runs = kinds.map((): Run => ({ ms: [], statuses: {}, windows: [], rates: [], cpuMs: 0 }));
+    // Edge blocks at concurrency are read for CPU: one at a time, a request is well under a tick.
+    const cpu = system === "edge" && concurrency > 1 ? s.cpu : undefined;
     const record = (run: Run, r: Awaited<ReturnType<typeof drive>>, n: number) => {
       run.ms.push(...r.ms);
       for (const [status, count] of Object.entries(r.statuses)) run.statuses[status] = (run.statuses[status] ?? 0) + count;
@@ -321,7 +341,13 @@ export async function runSpending(s: SpendSettings): Promise<SpendResults> {
         for (const [j, kind] of kinds.entries()) {
           const from = Math.floor((kind.n * round) / ROUNDS);
           const to = Math.floor((kind.n * (round + 1)) / ROUNDS);
+          if (cpu) await cpu.settle();
+          const before = cpu?.sample();
           record(runs[j] as Run, await drive(to - from, concurrency, (i) => kind.send(from + i)), to - from);
+          if (cpu && before) {
+            await cpu.settle();
+            (runs[j] as Run).cpuMs += cpuSpent(before, cpu.sample()).runtime;
+          }
         }
       }
     }
@@ -335,6 +361,16 @@ export async function runSpending(s: SpendSettings): Promise<SpendResults> {
       const calls = run.windows.flatMap(([from, to]) => callsIn(from, to, kind.mine));
       const perS = rateOf(run);
       const floorRun = runs[floorIndex];
+      const cpuPer = (r: Run | undefined, k: Kind | undefined) => (r && k && k.n > 0 ? Math.round((r.cpuMs / k.n) * 100) / 100 : 0);
+      const cpuFigures = !cpu
+        ? {}
+        : kind.floor
+          ? { cpu_ms: cpuPer(run, kind) }
+          : {
+              cpu_ms: cpuPer(run, kind),
+              cpu_ms_floor: cpuPer(floorRun, kinds[floorIndex]),
+              cpu_ms_per_debit: Math.round((cpuPer(run, kind) - cpuPer(floorRun, kinds[floorIndex])) * 100) / 100,
+            };
       const ratio =
         kind.floor || !floorRun
           ? null
@@ -357,6 +393,7 @@ export async function runSpending(s: SpendSettings): Promise<SpendResults> {
           p99_ms: round(quantile(run.ms, 0.99)),
           per_s: round(perS),
           per_s_of_floor: ratio === null ? null : Math.round(ratio * 100) / 100,
+          ...cpuFigures,
         },
         calls,
         windows: run.windows,
@@ -371,85 +408,87 @@ export async function runSpending(s: SpendSettings): Promise<SpendResults> {
   // first unsynced debit (a sync that ran while debits went on leaves the rest due one window
   // later): wait, bounded, until Stripe's balance is the wallet's for every account, then count
   // what the sync asked of Stripe.
-  process.stdout.write(`  edge: waiting for the sync to Stripe (STRIPE_SYNC_SECONDS=${s.syncSeconds})…`);
-  const waitFrom = Date.now();
-  const wallets = new Map<string, number>();
-  for (const [account] of edgeNeeds) {
-    const wallet = await sellerBalance(account);
-    wallets.set(customerOf.get(account) ?? "", wallet.available + wallet.held);
-  }
-  const synced = (customer: string) => -(emu.store.customers.get(customer)?.balance ?? 0) === wallets.get(customer);
-  const deadline = debitsTo + (2 * s.syncSeconds + 30) * 1000;
-  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-  while (!edgeCustomers.every(synced) && Date.now() < deadline) await sleep(500);
-  // Then until the reads that follow a batch's write (its intake of Stripe's entries) are done.
-  const syncSoFar = () => callsIn(debitsFrom, Date.now(), isSync);
-  for (let seen = -1; Date.now() < deadline; await sleep(1000)) {
-    const now = syncSoFar();
-    if (now.length === seen && now.every((r) => r.status !== 0)) break;
-    seen = now.length;
-  }
-  const waitedS = round((Date.now() - waitFrom) / 1000);
-  process.stdout.write(" done\n");
-  const syncCalls = syncSoFar();
-  // The wallet again, now: the sync must not have changed it (no entry taken in twice).
-  let matches = 0;
-  for (const [account] of edgeNeeds) {
-    const cus = emu.store.customers.get(customerOf.get(account) ?? "");
-    const wallet = await sellerBalance(account);
-    if (cus && -cus.balance === wallet.available + wallet.held && wallets.get(cus.id) === wallet.available + wallet.held) matches++;
-  }
-  const sync = {
-    accounts: edgeCustomers.length,
-    writes: syncCalls.filter((r) => r.method === "POST").length,
-    reads: syncCalls.filter((r) => r.method !== "POST").length,
-    debits: edgeDebits + WARM_DEBITS,
-    during_rows: syncDuring,
-    waited_s: waitedS,
-    matches_wallet: matches,
+  return async (): Promise<SpendResults> => {
+    process.stdout.write(`  edge: waiting for the sync to Stripe (STRIPE_SYNC_SECONDS=${s.syncSeconds})…`);
+    const waitFrom = Date.now();
+    const wallets = new Map<string, number>();
+    for (const [account] of edgeNeeds) {
+      const wallet = await sellerBalance(account);
+      wallets.set(customerOf.get(account) ?? "", wallet.available + wallet.held);
+    }
+    const synced = (customer: string) => -(emu.store.customers.get(customer)?.balance ?? 0) === wallets.get(customer);
+    const deadline = debitsTo + (2 * s.syncSeconds + 30) * 1000;
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    while (!edgeCustomers.every(synced) && Date.now() < deadline) await sleep(500);
+    // Then until the reads that follow a batch's write (its intake of Stripe's entries) are done.
+    const syncSoFar = () => callsIn(debitsFrom, Date.now(), isSync);
+    for (let seen = -1; Date.now() < deadline; await sleep(1000)) {
+      const now = syncSoFar();
+      if (now.length === seen && now.every((r) => r.status !== 0)) break;
+      seen = now.length;
+    }
+    const waitedS = round((Date.now() - waitFrom) / 1000);
+    process.stdout.write(" done\n");
+    const syncCalls = syncSoFar();
+    // The wallet again, now: the sync must not have changed it (no entry taken in twice).
+    let matches = 0;
+    for (const [account] of edgeNeeds) {
+      const cus = emu.store.customers.get(customerOf.get(account) ?? "");
+      const wallet = await sellerBalance(account);
+      if (cus && -cus.balance === wallet.available + wallet.held && wallets.get(cus.id) === wallet.available + wallet.held) matches++;
+    }
+    const sync = {
+      accounts: edgeCustomers.length,
+      writes: syncCalls.filter((r) => r.method === "POST").length,
+      reads: syncCalls.filter((r) => r.method !== "POST").length,
+      debits: edgeDebits + WARM_DEBITS,
+      during_rows: syncDuring,
+      waited_s: waitedS,
+      matches_wallet: matches,
+    };
+
+    // --- Targets -----------------------------------------------------------------------------
+    const floorGap = round(eLatency.row.p50_ms - eFloor1.row.p50_ms);
+    const share = eOne.row.per_s_of_floor ?? 0;
+    const refused = edgeRows.reduce((sum, r) => sum + r.row.n - (r.row.statuses["201"] ?? 0), 0);
+    const targets: Target[] = [
+      {
+        name: "0 Stripe calls per debit",
+        figure:
+          `${during.length} calls during ${edgeDebits.toLocaleString("en")} debits (${perThousand(during.length, edgeDebits)} per 1,000) besides the scheduled sync` +
+          ` (${syncDuring} of its calls fell inside the rows); baseline ${perThousand(bLatency.row.stripe_calls + bOneRow.row.stripe_calls + bSpread.row.stripe_calls, bLat + bOne + s.debits)} per 1,000`,
+        met: during.length === 0,
+      },
+      {
+        name: "debit p50 within 3 ms of /healthz (1 at a time)",
+        figure: `${eLatency.row.p50_ms} ms against ${eFloor1.row.p50_ms} ms: ${floorGap >= 0 ? "+" : ""}${floorGap} ms`,
+        met: floorGap <= 3,
+      },
+      {
+        name: `debits/s on 1 account ≥ 90 % of /healthz/s (${c} at a time)`,
+        figure: `${eOne.row.per_s}/s against ${eFloorC.row.per_s}/s: ${Math.round(share * 100)} % (median of ${ROUNDS} side-by-side blocks)`,
+        met: share >= 0.9,
+      },
+      {
+        name: "every debit answered 201 (enough credit)",
+        figure:
+          refused === 0
+            ? `${edgeDebits.toLocaleString("en")} of ${edgeDebits.toLocaleString("en")}`
+            : `${refused} not 201: ${edgeRows.map((r) => statusText(r.row.statuses)).join("; ")}`,
+        met: refused === 0,
+      },
+      {
+        name: "after the sync, Stripe's balance = the wallet",
+        figure:
+          `${matches} of ${sync.accounts} accounts. The sync, ${s.syncSeconds} s after each account's first debit: ${sync.writes} writes + ${sync.reads} reads` +
+          ` for ${sync.debits.toLocaleString("en")} debits (${perThousand(sync.writes + sync.reads, sync.debits)} per 1,000)`,
+        met: matches === sync.accounts,
+      },
+    ];
+
+    const { emu: _emu, browserToken: _t, serviceToken: _s, stripeKey: _k, edgeUrl: _e, baselineUrl: _b, stripeUrl: _u, cpu: _c, ...settings } = s;
+    return { settings, rows, edge_calls_during_debits: { calls: during.length, debits: edgeDebits, endpoints }, sync, targets };
   };
-
-  // --- Targets -----------------------------------------------------------------------------
-  const floorGap = round(eLatency.row.p50_ms - eFloor1.row.p50_ms);
-  const share = eOne.row.per_s_of_floor ?? 0;
-  const refused = edgeRows.reduce((sum, r) => sum + r.row.n - (r.row.statuses["201"] ?? 0), 0);
-  const targets: Target[] = [
-    {
-      name: "0 Stripe calls per debit",
-      figure:
-        `${during.length} calls during ${edgeDebits.toLocaleString("en")} debits (${perThousand(during.length, edgeDebits)} per 1,000) besides the scheduled sync` +
-        ` (${syncDuring} of its calls fell inside the rows); baseline ${perThousand(bLatency.row.stripe_calls + bOneRow.row.stripe_calls + bSpread.row.stripe_calls, bLat + bOne + s.debits)} per 1,000`,
-      met: during.length === 0,
-    },
-    {
-      name: "debit p50 within 3 ms of /healthz (1 at a time)",
-      figure: `${eLatency.row.p50_ms} ms against ${eFloor1.row.p50_ms} ms: ${floorGap >= 0 ? "+" : ""}${floorGap} ms`,
-      met: floorGap <= 3,
-    },
-    {
-      name: `debits/s on 1 account ≥ 90 % of /healthz/s (${c} at a time)`,
-      figure: `${eOne.row.per_s}/s against ${eFloorC.row.per_s}/s: ${Math.round(share * 100)} % (median of ${ROUNDS} side-by-side blocks)`,
-      met: share >= 0.9,
-    },
-    {
-      name: "every debit answered 201 (enough credit)",
-      figure:
-        refused === 0
-          ? `${edgeDebits.toLocaleString("en")} of ${edgeDebits.toLocaleString("en")}`
-          : `${refused} not 201: ${edgeRows.map((r) => statusText(r.row.statuses)).join("; ")}`,
-      met: refused === 0,
-    },
-    {
-      name: "after the sync, Stripe's balance = the wallet",
-      figure:
-        `${matches} of ${sync.accounts} accounts. The sync, ${s.syncSeconds} s after each account's first debit: ${sync.writes} writes + ${sync.reads} reads` +
-        ` for ${sync.debits.toLocaleString("en")} debits (${perThousand(sync.writes + sync.reads, sync.debits)} per 1,000)`,
-      met: matches === sync.accounts,
-    },
-  ];
-
-  const { emu: _emu, browserToken: _t, serviceToken: _s, stripeKey: _k, edgeUrl: _e, baselineUrl: _b, stripeUrl: _u, ...settings } = s;
-  return { settings, rows, edge_calls_during_debits: { calls: during.length, debits: edgeDebits, endpoints }, sync, targets };
 }
 
 /** The customer a Stripe API path is about (`/v1/customers/{id}/…`), or "". */
@@ -471,7 +510,23 @@ function statusText(statuses: Record<string, number>): string {
 /** The spending table and the targets, as printed by `npm run bench`. */
 export function spendingReport(r: SpendResults, latencyMs: number): string {
   const floorFor = (row: SpendRow) => r.rows.find((x) => x.system === row.system && x.concurrency === row.concurrency && x.floor);
-  const header = ["system", "row", "n", "at once", "not 2xx", "Stripe calls", "per 1,000", "p50 ms", "p99 ms", "per s", "│", "p50 − floor", "per s ÷ floor"];
+  const header = [
+    "system",
+    "row",
+    "n",
+    "at once",
+    "not 2xx",
+    "Stripe calls",
+    "per 1,000",
+    "p50 ms",
+    "p99 ms",
+    "per s",
+    "│",
+    "p50 − floor",
+    "per s ÷ floor",
+    "│ CPU ms",
+    "− floor",
+  ];
   const cells = r.rows.map((row) => {
     const floor = floorFor(row);
     const isFloor = row.floor;
@@ -489,12 +544,14 @@ export function spendingReport(r: SpendResults, latencyMs: number): string {
       "│",
       isFloor || !floor ? "" : round(row.p50_ms - floor.p50_ms),
       row.per_s_of_floor ?? "",
+      `│ ${row.cpu_ms ?? ""}`,
+      row.cpu_ms_per_debit ?? "",
     ];
   });
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => String(c[i]).length)));
   const line = (cs: (string | number)[]) => cs.map((c, i) => (i < 2 ? String(c).padEnd(widths[i] ?? 0) : String(c).padStart(widths[i] ?? 0))).join("  ");
   const out = [
-    `Spending: POST /v1/accounts/{id}/debits, ${DEBIT_AMOUNT} ${CURRENCY} minor unit each, L = ${latencyMs} ms per Stripe call. Each row runs side by side with its floor, GET /healthz on the same server at the same concurrency: one request of each kind in turn when one at a time, else ${ROUNDS} rounds of one block of each (per s: the median block; per s ÷ floor: the median of the blocks' ratios).`,
+    `Spending: POST /v1/accounts/{id}/debits, ${DEBIT_AMOUNT} ${CURRENCY} minor unit each, L = ${latencyMs} ms per Stripe call. Each row runs side by side with its floor, GET /healthz on the same server at the same concurrency: one request of each kind in turn when one at a time, else ${ROUNDS} rounds of one block of each (per s: the median block; per s ÷ floor: the median of the blocks' ratios). CPU ms: the Worker's workerd per request, read over the blocks at concurrency; − floor: a debit's over an empty request's.`,
     "",
     line(header),
     ...cells.map(line),

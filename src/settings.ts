@@ -8,6 +8,7 @@
 
 import { z } from "zod";
 import { parseLegacyTopUps, type LegacyTopUps } from "./credit/top-up.js";
+import { LOG_LEVELS, setLogLevel } from "./log.js";
 
 /** A setting that is set to a value the schema refuses; the message names the setting. */
 export class SettingsError extends Error {
@@ -157,6 +158,17 @@ const Schema = z
     EVENTS_RETRY_SECONDS: whole(5),
     EVENTS_TIMEOUT_MS: whole(15_000),
     LOW_BALANCE_THRESHOLD: whole(0),
+    MARK_CREDITED: flag(false),
+    LOG_LEVEL: z.preprocess(
+      blank,
+      z
+        .string()
+        .trim()
+        .toLowerCase()
+        .pipe(z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(", ")}` }))
+        .optional()
+        .transform((v) => v ?? "info"),
+    ),
   })
   .superRefine((s, ctx) => {
     if (s.TOPUP_MIN < 1) ctx.addIssue({ code: "custom", path: ["TOPUP_MIN"], message: "must be at least 1" });
@@ -230,6 +242,13 @@ const Schema = z
         /** Minor units; 0 = no low-balance events unless an account sets its own. */
         lowBalanceThreshold: s.LOW_BALANCE_THRESHOLD,
       },
+      /**
+       * Sets `metadata.credited` on each PaymentIntent as it is credited: only while the older
+       * server runs side by side (it checks nothing else). Off, a browser credit is 2 Stripe
+       * calls and a webhook credit 1.
+       */
+      markCredited: s.MARK_CREDITED,
+      logLevel: s.LOG_LEVEL,
       /** Seconds from an account's first unsynced debit to its batch write; 0 = each debit at once. */
       syncSeconds: s.STRIPE_SYNC_SECONDS,
     };
@@ -249,6 +268,7 @@ export function settings(env: SettingsSource): Settings {
   if (!found) {
     found = parseSettings(env);
     parsed.set(env, found);
+    setLogLevel(found.logLevel);
   }
   return found;
 }

@@ -5,6 +5,17 @@
 export const EVENTS_SECRET = "whsec_dGVzdC1ldmVudHMtc2VjcmV0LTAxMjM0NTY3";
 export const EVENTS_SECRET_ROTATED = "whsec_cm90YXRlZC1ldmVudHMtc2VjcmV0LWFiY2RlZg==";
 
+/**
+ * How long a `hang` fault keeps a Stripe call unanswered before the emulators the workerd
+ * projects run (test/global-setup.ts) drop its connection. To the service that is a call that
+ * never answered, as its own timeout ends one: the SDK retries it under the same key and then
+ * reports a connection error, the outcome unknown. It is far shorter than STRIPE_TIMEOUT_MS, so
+ * that a test holding a call this way waits for this, not for the timeout (the SDK's three
+ * tries of every hung call are most of the suite's waiting); test/stripe-gateway.test.ts shows
+ * the timeout itself ending a call that never answers.
+ */
+export const STRIPE_HANG_MS = 800;
+
 /** Bindings for the Worker under test. */
 export const TEST_BINDINGS = {
   STRIPE_SECRET_KEY: "sk_test_emulator",
@@ -14,8 +25,11 @@ export const TEST_BINDINGS = {
   OPERATOR_TOKEN: "op_test_token_0123456789",
   // The seller's backend: two values, as during a rotation; both are accepted.
   SERVICE_TOKEN: "svc_test_token_0123456789,svc_test_token_rotated_abcdef",
-  // Short enough that a hung Stripe call fails a test quickly, long enough for a 50 ms emulator.
-  STRIPE_TIMEOUT_MS: "800",
+  // Far above what a healthy call takes when the machine is busy: the timeout counts from the
+  // moment the SDK asks, so it includes the wait for the governor's permit, which a burst of
+  // calls makes hundreds of milliseconds, and a core shared with the other test files and
+  // workerd's own work. A call that timed out would be retried and counted twice.
+  STRIPE_TIMEOUT_MS: "5000",
   // The governor and the request limits are on, but far above what these tests send; the
   // limits project (LIMITS_BINDINGS) sets them where the abuse tests can reach them.
   STRIPE_RATE_LIMIT: "1000",

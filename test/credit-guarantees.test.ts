@@ -26,7 +26,9 @@ import {
   ledgerAmounts,
   ledgerFor,
   legacyCredit,
+  markingOn,
   newAccountId,
+  operatorEntry,
   paidTopUp,
   piObject,
   removeFault,
@@ -36,6 +38,7 @@ import {
   tokenFor,
   topUpMetadata,
   waitForObject,
+  waitForRequest,
   type Answer,
   refuseCreditOnce,
 } from "./helpers.js";
@@ -58,8 +61,12 @@ async function creditedTopUp(amount: number) {
 }
 
 describe("an acknowledged webhook is a promise", () => {
+  // The webhook's alarm reads the PI too only while the object marks what it credits (an older
+  // server may be crediting the same PI): then it fails with the browsers. Unmarked, the signed
+  // event stands in for the read, and the webhook credits while every browser's read fails (next).
   it("150 browsers fail to read the PI, the webhook is answered 200, no browser comes back: credited once", async () => {
     const { customer, pi, token } = await paidTopUp(1500);
+    await markingOn(pi.id);
     await emu("/latency", { ms: 150, method: "GET", path: `/v1/payment_intents/${pi.id}` });
     const readFault = await addFault({ kind: "error_500", saved: false, method: "GET", path: `/v1/payment_intents/${pi.id}`, times: 100_000 });
     try {
@@ -84,6 +91,27 @@ describe("an acknowledged webhook is a promise", () => {
     const done = await waitForObject(pi.id, settledCredit);
     expect(done.record?.credited_by).toBe("webhook");
     expect(await ledgerAmounts(customer.id, pi.id)).toEqual([-1500]);
+  });
+
+  it("browsers fail to read the PI, and nothing marks: the webhook credits from its event meanwhile, and a browser coming back is answered from the record", async () => {
+    const { customer, pi, token } = await paidTopUp(1400);
+    await emu("/latency", { ms: 150, method: "GET", path: `/v1/payment_intents/${pi.id}` });
+    const readFault = await addFault({ kind: "error_500", saved: false, method: "GET", path: `/v1/payment_intents/${pi.id}`, times: 100_000 });
+    try {
+      const browsers = Array.from({ length: 20 }, () => confirm(token, pi.id).then(answerOf));
+      await new Promise((r) => setTimeout(r, 100));
+      expect((await deliver(await lastEvent("payment_intent.succeeded", pi.id))).status).toBe(200);
+      const answers: Answer[] = await Promise.all(browsers);
+      expect(answers.filter((a) => a.status === 200)).toEqual([]);
+      // The notice's alarm waits for the browsers' attempt, then credits with the read still failing.
+      const done = await waitForObject(pi.id, settledCredit);
+      expect(done.record).toMatchObject({ credited_by: "webhook", mark_state: "off" });
+      expect(await ledgerAmounts(customer.id, pi.id)).toEqual([-1400]);
+      expect(await answerOf(await confirm(token, pi.id))).toMatchObject({ status: 200, code: "already_credited", txId: done.record?.balance_transaction_id });
+    } finally {
+      await removeFault(readFault);
+      await emu("/latency", { ms: 0, method: "GET", path: `/v1/payment_intents/${pi.id}` });
+    }
   });
 });
 
@@ -178,10 +206,7 @@ describe("refused reversals never bend the arithmetic", () => {
     expect(now.adjustments.some((a) => a.kind === "refund")).toBe(false);
 
     // Listed for an operator while the restoration needs one.
-    const listed = await json<{ data: { payment_intent_id: string; state: string }[] }>(
-      await call("/operator/credits?limit=200", { headers: operatorHeaders }),
-    );
-    expect(listed.data.find((e) => e.payment_intent_id === pi.id)?.state).toBe("reversal_needs_attention");
+    expect((await operatorEntry(pi.id))?.state).toBe("reversal_needs_attention");
 
     const retry = await call(`/operator/credits/${pi.id}/retry`, { method: "POST", headers: operatorHeaders });
     expect(retry.status).toBe(200);
@@ -217,10 +242,14 @@ describe("one attempt at a time", () => {
     expect(await ledgerAmounts(customer.id, pi.id)).toEqual([-900]);
   });
 
-  it("an operator's retry waits for the attempt in flight instead of changing its state under it", async () => {
+  // The credit is refused once; a slow call keeps the attempt running when the operator presses
+  // retry: the mark sent alongside the credit where the object marks, else the credit write itself.
+  it.each([
+    { marking: true, slow: (pi: string) => `/v1/payment_intents/${pi}` },
+    { marking: false, slow: (_pi: string, customer: string) => `/v1/customers/${customer}/balance_transactions` },
+  ])("an operator's retry waits for the attempt in flight instead of changing its state under it (marking: $marking)", async ({ marking, slow }) => {
     const { customer, pi, token } = await paidTopUp(700);
-    // The credit is refused once; the mark (sent alongside) is slow, so the attempt is still
-    // running when the operator presses retry.
+    if (marking) await markingOn(pi.id);
     const refuse = await addFault({
       kind: "error_400",
       method: "POST",
@@ -228,27 +257,32 @@ describe("one attempt at a time", () => {
       key: `credit-tx:${pi.id}`,
       times: 1,
     });
-    await emu("/latency", { ms: 400, method: "POST", path: `/v1/payment_intents/${pi.id}` });
+    const slowPath = slow(pi.id, customer.id);
+    await emu("/latency", { ms: 400, method: "POST", path: slowPath });
     try {
       const browser = confirm(token, pi.id).then(answerOf);
-      await new Promise((r) => setTimeout(r, 150));
+      await waitForRequest({ key: marking ? `credit-mark:${pi.id}` : `credit-tx:${pi.id}` });
       const retry = call(`/operator/credits/${pi.id}/retry`, { method: "POST", headers: operatorHeaders });
       expect((await browser).code).toBe("credit_needs_attention");
       expect((await retry).status).toBe(200);
     } finally {
       await removeFault(refuse);
-      await emu("/latency", { ms: 0, method: "POST", path: `/v1/payment_intents/${pi.id}` });
+      await emu("/latency", { ms: 0, method: "POST", path: slowPath });
     }
     const done = await waitForObject(pi.id, settledCredit);
     expect(done.record?.credited_by).toBe("operator");
     expect(await ledgerAmounts(customer.id, pi.id)).toEqual([-700]);
-    expect((await stripePaymentIntent(pi.id)).metadata.credited).toBe("true");
+    // Marked again by the retry after the refusal took the first mark back; or never marked.
+    expect((await stripePaymentIntent(pi.id)).metadata.credited).toBe(marking ? "true" : undefined);
+    expect(done.record?.mark_state).toBe(marking ? "done" : "off");
   });
 });
 
 describe("the mark never outlives a refused credit", () => {
+  // Marks are sent only while MARK_CREDITED is on (an older server runs beside this one).
   it("Stripe refuses the credit: the PI is unmarked and the record needs an operator", async () => {
     const { customer, pi, token } = await paidTopUp(650);
+    await markingOn(pi.id);
     const refuse = await refuseCreditOnce(customer.id, pi.id);
     const answer = await answerOf(await confirm(token, pi.id));
     await removeFault(refuse);
@@ -261,6 +295,7 @@ describe("the mark never outlives a refused credit", () => {
 
   it("the withdrawal fails: retried from the alarm until the PI is unmarked", async () => {
     const { customer, pi, token } = await paidTopUp(660);
+    await markingOn(pi.id);
     const refuse = await refuseCreditOnce(customer.id, pi.id);
     const unmark = await addFault({
       kind: "error_500",
@@ -279,6 +314,21 @@ describe("the mark never outlives a refused credit", () => {
     await removeFault(unmark);
     await waitForObject(pi.id, (i) => i.record?.mark_state === "withdrawn");
     expect((await stripePaymentIntent(pi.id)).metadata.credited ?? "").toBe("");
+  });
+
+  it("Stripe refuses the credit of a PI that was never marked: nothing is withdrawn, whatever the alarm runs", async () => {
+    const { customer, pi, token } = await paidTopUp(670);
+    const refuse = await refuseCreditOnce(customer.id, pi.id);
+    const answer = await answerOf(await confirm(token, pi.id));
+    await removeFault(refuse);
+    expect(answer).toMatchObject({ status: 409, code: "credit_needs_attention" });
+    const { record } = await piObject(pi.id).inspect();
+    expect(record).toMatchObject({ state: "needs_attention", mark_state: "off", mark_attempts: 0 });
+    await drainAlarms(pi.id);
+    expect((await piObject(pi.id).inspect()).record).toMatchObject({ state: "needs_attention", mark_state: "off" });
+    expect(await stripeRequests({ key: `credit-{mark,unmark}:${pi.id}*` })).toEqual([]);
+    expect((await stripePaymentIntent(pi.id)).metadata.credited).toBeUndefined();
+    expect(await ledgerFor(customer.id, pi.id)).toEqual([]);
   });
 });
 

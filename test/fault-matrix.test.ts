@@ -2,8 +2,12 @@
 // ways a credit starts (a browser's confirm, or Stripe's payment_intent.succeeded webhook whose
 // notice the object's alarm acts on). After each cell's alarms have run (and the browser has
 // retried when nothing was scheduled), the PaymentIntent must have exactly one balance
-// transaction of the right amount, be marked, have its object in its final state, be off the
-// operator list, and every answer given along the way must agree with that. No cell is skipped.
+// transaction of the right amount, have its object in its final state, be off the operator list,
+// and every answer given along the way must agree with that. No cell is skipped. The webhook's
+// credit takes the PI from its signed event and never reads it (protocol.ts #current) unless
+// the PI object marks what it credits (MARK_CREDITED, on while an older server runs beside it):
+// so the mark's row, and the read's row from the webhook, run with marking on, and their PIs
+// must end marked; every other cell runs with the default, and its PI must be left unmarked.
 //
 // Then what the matrix's shape cannot hold: the credit-tx:{pi}:{n} key sequence under faults,
 // a permanent refusal, and ledgers longer than a page. Both tables are printed at the end.
@@ -24,6 +28,7 @@ import {
   expectCreditedOnce,
   json,
   ledgerFor,
+  markingOn,
   paidTopUp,
   piObject,
   removeFault,
@@ -228,9 +233,14 @@ function trail(answers: Answer[]): string {
   return runs.map(([status, n]) => (n > 1 ? `${status}×${n}` : String(status))).join("→");
 }
 
+/** Whether a cell's PI object marks what it credits: only where the call struck is one it makes only then. */
+const marksIn = (callName: CallName, entry: Entry) => callName === "mark" || (callName === "read PI" && entry === "webhook");
+
 async function runCell(entry: Entry, callName: CallName, fault: FaultName): Promise<void> {
   const amount = 1000 + Math.floor(Math.random() * 9000);
   const { customer, pi, token } = await paidTopUp(amount);
+  const marked = marksIn(callName, entry);
+  if (marked) await markingOn(pi.id);
   for (const rule of cellRules(callName, fault, pi.id, customer.id)) await emu("/faults", rule);
 
   const d = await driver(entry, pi.id, token);
@@ -241,7 +251,7 @@ async function runCell(entry: Entry, callName: CallName, fault: FaultName): Prom
     await emu("/idempotency/expire", { key: `*${pi.id}*` });
   }
   await d.finish();
-  await expectCreditedOnce(pi.id, customer.id, amount, d.answers);
+  await expectCreditedOnce(pi.id, customer.id, amount, d.answers, marked);
   await expectNotListed(pi.id);
   // Every rule of the cell fired at least once: no cell passes without meeting its fault.
   const mine = (await emu<{ data: { key: string | null; path: string; kind: string; fired: number }[] }>("/faults")).data.filter(
@@ -330,16 +340,19 @@ describe.concurrent("the credit-tx:{pi}:{n} keys under faults", () => {
 });
 
 describe.concurrent("a permanent refusal (400 on the credit write)", () => {
-  for (const entry of ENTRIES) {
-    it(`(${entry}) → needs_attention, listed with a reason, no credit, the mark taken back; an operator retry then credits once`, async () => {
-      const label = `400 on the credit write (${entry})`;
+  for (const [entry, marked] of ENTRIES.flatMap((e) => [[e, true] as const, [e, false] as const])) {
+    const what = marked ? "the mark taken back" : "nothing marked";
+    it(`(${entry}${marked ? ", marking" : ""}) → needs_attention, listed with a reason, no credit, ${what}; an operator retry then credits once`, async () => {
+      const label = `400 on the credit write (${entry}${marked ? ", marking" : ""})`;
       further.set(label, "FAILED");
       const { customer, pi, token } = await paidTopUp(2700);
+      if (marked) await markingOn(pi.id);
       await emu("/faults", { kind: "error_400", key: `credit-tx:${pi.id}*`, times: 1 });
       const d = await driver(entry, pi.id, token);
       await d.step();
-      // Let whatever the object still owes run (the mark's withdrawal).
+      // Let whatever the object still owes run (the mark's withdrawal), whoever runs its alarm.
       for (let i = 0; i < 5; i++) if (!(await runDurableObjectAlarm(piObject(pi.id)))) break;
+      await waitForObject(pi.id, (i) => i.record?.state === "needs_attention" && i.record.mark_state !== "withdrawing");
       if (entry === "webhook") d.answers.push(await answerOf(await confirm(token, pi.id)));
       const answers = d.answers;
       expect(answers.length).toBeGreaterThan(0);
@@ -347,17 +360,21 @@ describe.concurrent("a permanent refusal (400 on the credit write)", () => {
       expect(await ledgerFor(customer.id, pi.id)).toEqual([]);
       const { record } = await piObject(pi.id).inspect();
       expect(record?.state).toBe("needs_attention");
+      // A mark is withdrawn only where one was sent.
+      expect(record?.mark_state).toBe(marked ? "withdrawn" : "off");
+      const markKeys = new Set((await stripeRequests({ key: `credit-{mark,unmark}:${pi.id}*` })).map((r) => r.idempotency_key));
+      expect([...markKeys]).toEqual(marked ? [`credit-mark:${pi.id}`, `credit-unmark:${pi.id}:2`] : []);
       const listed = (await operatorList()).find((e) => e.payment_intent_id === pi.id);
       expect(listed?.state).toBe("needs_attention");
       expect(listed?.reason ?? "").toMatch(/refused|400|invalid/i);
-      // The mark went out alongside the credit; Stripe refused the credit, so it is taken back.
+      // The mark (if any) went out alongside the credit; Stripe refused the credit, so it is taken back.
       expect(["", undefined]).toContain((await stripePaymentIntent(pi.id)).metadata.credited);
 
-      // The operator fixed the cause: a retry credits once, under a new key, and marks again.
+      // The operator fixed the cause: a retry credits once, under a new key, and marks again if marking.
       const retry = await call(`/operator/credits/${pi.id}/retry`, { method: "POST", headers: { authorization: `Bearer ${TEST_BINDINGS.OPERATOR_TOKEN}` } });
       expect(retry.status).toBe(200);
       await waitForObject(pi.id, settledCredit);
-      await expectCreditedOnce(pi.id, customer.id, 2700, [await answerOf(await confirm(token, pi.id))]);
+      await expectCreditedOnce(pi.id, customer.id, 2700, [await answerOf(await confirm(token, pi.id))], marked);
       expect(await creditKeysSent(pi.id)).toEqual([`credit-tx:${pi.id}`, `credit-tx:${pi.id}:2`]);
       await expectNotListed(pi.id);
       further.set(label, "ok");
@@ -405,7 +422,7 @@ afterAll(() => {
   const rowName = (c: CallName, e: Entry) => `${c} ← ${e}`;
   const lines = [
     "",
-    "Fault matrix: one balance transaction, PI marked, object final, off the operator list, answers consistent (answers in order)",
+    "Fault matrix: one balance transaction, PI marked (rows mark and read PI ← webhook, run with marking on) or else untouched, object final, off the operator list, answers consistent (answers in order)",
     "(a read has no Idempotency-Key: under replayed 500 / key expired it fails past the SDK's retries and the credit write meets the column's fault)",
     pad("call ← entry \\ fault") + FAULTS.map((f) => pad(f)).join(""),
     ...CALLS.flatMap((c) => ENTRIES.map((e) => pad(rowName(c, e)) + FAULTS.map((f) => pad(results.get(`${c}|${e}|${f}`) ?? "not run")).join(""))),

@@ -119,6 +119,8 @@ export interface RequestRecord {
   status: number;
   replayed: boolean;
   fault: string | null;
+  /** How long the emulator took to answer (or to see the caller give up). */
+  duration_ms: number;
 }
 
 /** The emulator's log of requests whose path matches `pathGlob` (`*` within a segment, `**` across). */
@@ -218,7 +220,7 @@ export function piObject(paymentIntentId: string) {
 export async function settle(paymentIntentId: string, token: string, answers: Answer[] = []): Promise<Answer[]> {
   for (let round = 0; round < 15; round++) {
     const { record } = await piObject(paymentIntentId).inspect();
-    if (record?.state === "credited" && record.mark_state === "done") break;
+    if (record?.state === "credited" && markSettled(record.mark_state)) break;
     const ran = record ? await runDurableObjectAlarm(piObject(paymentIntentId)) : false;
     if (!ran) answers.push(await answerOf(await confirm(token, paymentIntentId)));
   }
@@ -234,18 +236,75 @@ export async function stripePaymentIntent(paymentIntentId: string): Promise<Paym
   return res.json<PaymentIntent>();
 }
 
+/** Whether a record owes nothing for the mark: set (MARK_CREDITED on), or never wanted (off, the default). */
+export const markSettled = (state: string | undefined) => state === "done" || state === "off";
+
 /**
- * The end state every fault must reach: one balance transaction of -amount, the PI marked, the
- * object final, and every answer along the way consistent with that (503 + Retry-After while
- * unfinished, then 200 with that one transaction, and at most one "credited").
+ * Makes `paymentIntentId`'s object mark what it credits (MARK_CREDITED on, as while the older
+ * server runs), in that object's memory only: the run's bindings keep the default, off.
  */
-export async function expectCreditedOnce(paymentIntentId: string, customerId: string, amount: number, answers: Answer[]): Promise<void> {
+export async function markingOn(paymentIntentId: string): Promise<void> {
+  await runInDurableObject(piObject(paymentIntentId), (instance) => {
+    Object.assign(instance, { env: { ...(instance as unknown as { env: object }).env, MARK_CREDITED: "true" } });
+  });
+}
+
+/** The PIs whose objects mark in every instance (markingOnAcrossRestarts), and each raw env with the setting added. */
+const markingForGood = new Set<string>();
+const envOf = new WeakMap<object, object>();
+const markingEnvOf = new WeakMap<object, object>();
+
+/**
+ * Makes `paymentIntentId`'s object mark what it credits in every instance it will ever have, as
+ * a deployment with MARK_CREDITED on would: unlike markingOn, a restart (eviction, abort) does
+ * not turn it off, so a crash before the record exists cannot record the PI unmarked. The
+ * bindings are the run's, so the object class's `env` is read through an accessor that adds the
+ * setting for the PIs named here (installed once; every other object sees its env unchanged, and
+ * an env assigned later, as markingOn and other tests do, is kept under it the same way).
+ */
+export async function markingOnAcrossRestarts(paymentIntentId: string): Promise<void> {
+  markingForGood.add(paymentIntentId);
+  await runInDurableObject(piObject(paymentIntentId), (instance) => {
+    const proto = Object.getPrototypeOf(instance) as object;
+    if (!Object.getOwnPropertyDescriptor(proto, "env")) {
+      Object.defineProperty(proto, "env", {
+        configurable: true,
+        get(this: { ctx?: DurableObjectState }) {
+          const raw = envOf.get(this);
+          const name = this.ctx?.id.name;
+          if (!raw || name === undefined || !markingForGood.has(name)) return raw;
+          let marking = markingEnvOf.get(raw);
+          if (!marking) markingEnvOf.set(raw, (marking = { ...raw, MARK_CREDITED: "true" }));
+          return marking;
+        },
+        set(this: object, value: object) {
+          envOf.set(this, value);
+        },
+      });
+    }
+    // This instance was made before the accessor: its env is its own property, moved under it.
+    const own = Object.getOwnPropertyDescriptor(instance, "env");
+    if (own) {
+      const target = instance as unknown as { env?: unknown };
+      delete target.env;
+      target.env = own.value;
+    }
+  });
+}
+
+/**
+ * The end state every fault must reach: one balance transaction of -amount, the object final,
+ * the PI marked if `marked` (its object had markingOn) and otherwise untouched, and every
+ * answer along the way consistent with that (503 + Retry-After while unfinished, then 200 with
+ * that one transaction, and at most one "credited").
+ */
+export async function expectCreditedOnce(paymentIntentId: string, customerId: string, amount: number, answers: Answer[], marked = false): Promise<void> {
   const { record } = await piObject(paymentIntentId).inspect();
   const ledger = await ledgerFor(customerId, paymentIntentId);
   expect(ledger.map((tx) => tx.amount)).toEqual([-amount]);
-  expect((await stripePaymentIntent(paymentIntentId)).metadata.credited).toBe("true");
+  expect((await stripePaymentIntent(paymentIntentId)).metadata.credited).toBe(marked ? "true" : undefined);
   expect(record?.state).toBe("credited");
-  expect(record?.mark_state).toBe("done");
+  expect(record?.mark_state).toBe(marked ? "done" : "off");
   expect(record?.balance_transaction_id).toBe(ledger[0]?.id);
   for (const a of answers) {
     if (a.status === 503) {
@@ -355,7 +414,7 @@ export async function waitForObject(paymentIntentId: string, done: (i: Inspectio
 
 /** Credited, marked, and no reversal left to write. */
 export const settledCredit = (i: Inspection) =>
-  i.record?.state === "credited" && i.record.mark_state === "done" && i.adjustments.every((a) => a.state === "done");
+  i.record?.state === "credited" && markSettled(i.record.mark_state) && i.adjustments.every((a) => a.state === "done");
 
 /**
  * GET /billing/balance for `token`: `balance` (= available) and `currency`, the figures every
@@ -429,12 +488,24 @@ export async function lastEvent(type: string, paymentIntentId: string): Promise<
   return last.id;
 }
 
-/** The PI's entry in the operator list (GET /operator/credits), or null when it is not listed. */
+/**
+ * The PI's entry in the operator list (GET /operator/credits), or null when it is not listed.
+ * Every test file running at the time adds to that list, which is ordered by PaymentIntent id:
+ * it is read page by page from just before this id (any id between starts with the id's first
+ * characters) until a page reaches past it.
+ */
 export async function operatorEntry(paymentIntentId: string): Promise<{ state: string; reason: string | null } | null> {
-  const listed = await json<{ data: { payment_intent_id: string; state: string; reason: string | null }[] }>(
-    await call("/operator/credits?limit=200", { headers: { authorization: `Bearer ${TEST_BINDINGS.OPERATOR_TOKEN}` } }),
-  );
-  return listed.data.find((e) => e.payment_intent_id === paymentIntentId) ?? null;
+  type Page = { data: { payment_intent_id: string; state: string; reason: string | null }[]; next_after: string | null };
+  let after: string | null = paymentIntentId.slice(0, -1);
+  while (after !== null && after < paymentIntentId) {
+    const page: Page = await json<Page>(
+      await call(`/operator/credits?limit=50&after=${encodeURIComponent(after)}`, { headers: { authorization: `Bearer ${TEST_BINDINGS.OPERATOR_TOKEN}` } }),
+    );
+    const entry = page.data.find((e) => e.payment_intent_id === paymentIntentId);
+    if (entry) return entry;
+    after = page.next_after;
+  }
+  return null;
 }
 
 /** The Worker over `vars` on top of the test bindings (the asset store included): a deployment configured otherwise. */

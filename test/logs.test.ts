@@ -35,7 +35,8 @@ describe("structured logs", () => {
     const lines = log.lines();
     const confirmLine = lines.find((l) => l.event === "confirm" && l.payment_intent === paid.pi.id);
     expect(confirmLine).toMatchObject({ account: paid.accountId, outcome: "credited" });
-    expect(confirmLine?.stripe_calls).toBe(3);
+    // One read and one credit: the PI is not marked (MARK_CREDITED is off by default).
+    expect(confirmLine?.stripe_calls).toBe(2);
     expect(typeof confirmLine?.duration_ms).toBe("number");
     expect(lines.filter((l) => l.event === "credited" && l.payment_intent === paid.pi.id)).toHaveLength(1);
     // The browser's attempt is described by its confirm line alone: one line per outcome.

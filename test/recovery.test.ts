@@ -1,7 +1,9 @@
 // The object dies between protocol steps (a reset, a deploy, an eviction) and recovers from its
 // durable record alone, while confirms keep arriving. Crashes in the middle of a Stripe call use
 // abortAllDurableObjects (in-flight calls are cut off, as in a crash); crashes between calls use
-// evictDurableObject. Either way: one credit, the PI marked, the object final.
+// evictDurableObject. Either way: one credit, the object final, and the PI marked only where its
+// object marks what it credits (markingOn: MARK_CREDITED, off by default, on while an older
+// server runs beside this one), which the crashes in the mark's own steps need.
 
 import { abortAllDurableObjects, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { afterAll, describe, expect, it } from "vitest";
@@ -29,7 +31,10 @@ import {
   type Answer,
   waitForRequest,
   legacyCredit,
+  markingOn,
+  markSettled,
   operatorEntry,
+  stripeTraffic,
 } from "./helpers.js";
 
 /** Many confirms and the alarm at once, right after the crash. */
@@ -49,11 +54,14 @@ interface CrashPoint {
   release?: (pi: string, customer: string) => Promise<void>;
   /** The Stripe request that shows the protocol is at that step. */
   at: (pi: string, customer: string) => { path?: string; key?: string; method?: string };
+  /** The PI object marks what it credits (the step is the mark's). */
+  marking?: boolean;
 }
 
 const crashPoints: CrashPoint[] = [
   {
     name: "intent recorded, mark in flight",
+    marking: true,
     hold: async (pi) => {
       await emu("/latency", { ms: 1500, method: "POST", path: `/v1/payment_intents/${pi}` });
     },
@@ -82,9 +90,10 @@ const crashPoints: CrashPoint[] = [
 ];
 
 describe("crash in the middle of a Stripe call", () => {
-  it.each(crashPoints)("$name → recovers to one credit", async ({ hold, release, at }) => {
+  it.each(crashPoints)("$name → recovers to one credit", async ({ hold, release, at, marking = false }) => {
     const amount = 4321;
     const { customer, pi, token } = await paidTopUp(amount);
+    if (marking) await markingOn(pi.id);
     await hold(pi.id, customer.id);
 
     const inFlight = confirm(token, pi.id);
@@ -97,7 +106,8 @@ describe("crash in the middle of a Stripe call", () => {
 
     const answers = [cut, ...(await recoverConcurrently(pi.id, token))];
     await settle(pi.id, token, answers);
-    await expectCreditedOnce(pi.id, customer.id, amount, answers);
+    // The record was made before the crash, with its mark pending: the new instance finishes it.
+    await expectCreditedOnce(pi.id, customer.id, amount, answers, marking);
   });
 
   it("with no caller at all, the watchdog alarm armed before the first write finishes a crashed credit", async () => {
@@ -111,7 +121,7 @@ describe("crash in the middle of a Stripe call", () => {
 
     for (let round = 0; round < 10; round++) {
       const { record } = await piObject(pi.id).inspect();
-      if (record?.state === "credited" && record.mark_state === "done") break;
+      if (record?.state === "credited" && markSettled(record.mark_state)) break;
       expect(await runDurableObjectAlarm(piObject(pi.id))).toBe(true);
     }
     const { record } = await piObject(pi.id).inspect();
@@ -146,6 +156,7 @@ describe("evicted between protocol steps", () => {
   it("after the intent is recorded and the mark failed, before the credit: the retry alarm finishes it", async () => {
     const amount = 2468;
     const { customer, pi, token } = await paidTopUp(amount);
+    await markingOn(pi.id);
     // The mark fails (every try of the SDK's) and the credit write cannot be reached either, for
     // long enough that a retry alarm firing on its own before the eviction fails the same way.
     const markFault = await addFault({ kind: "error_500", saved: false, key: `credit-mark:${pi.id}*`, times: 30 });
@@ -161,12 +172,13 @@ describe("evicted between protocol steps", () => {
     await evictDurableObject(piObject(pi.id));
     answers.push(...(await recoverConcurrently(pi.id, token)));
     await settle(pi.id, token, answers);
-    await expectCreditedOnce(pi.id, customer.id, amount, answers);
+    await expectCreditedOnce(pi.id, customer.id, amount, answers, true);
   });
 
   it("after the credit, with the mark still pending: the alarm marks it with a fresh key", async () => {
     const amount = 1357;
     const { customer, pi, token } = await paidTopUp(amount);
+    await markingOn(pi.id);
     await emu("/faults", { kind: "error_500", key: `credit-mark:${pi.id}`, times: 1 });
     // The alarm armed by the credit may fire before the eviction: its first fresh key fails too
     // (each of the SDK's tries), so the mark is still pending when the object is evicted.
@@ -178,7 +190,7 @@ describe("evicted between protocol steps", () => {
     await evictDurableObject(piObject(pi.id));
     answers.push(...(await recoverConcurrently(pi.id, token)));
     await settle(pi.id, token, answers);
-    await expectCreditedOnce(pi.id, customer.id, amount, answers);
+    await expectCreditedOnce(pi.id, customer.id, amount, answers, true);
     // The first key replays its saved 500 forever; the retry used the next one.
     expect((await stripeRequests({ key: `credit-mark:${pi.id}:2` })).length).toBeGreaterThanOrEqual(1);
   });
@@ -254,11 +266,17 @@ interface CreditCrash {
   arm: (pi: string, customer: string) => Promise<{ at: Where; lift: () => Promise<unknown> }>;
   /** Makes the write's outcome unknown first, so that the crashed step is a ledger look. */
   unknownFirst?: boolean;
+  /**
+   * The PI object marks what it credits. The webhook's credit reads the PI only then: otherwise
+   * it takes the PI from the signed event (its row here has no read to crash in).
+   */
+  marking?: boolean;
 }
 
 const creditCrashes: CreditCrash[] = [
   {
     name: "reading the PI",
+    marking: true,
     arm: async (pi) => {
       await hold("GET", `/v1/payment_intents/${pi}`);
       return { at: { method: "GET", path: `/v1/payment_intents/${pi}` }, lift: () => release("GET", `/v1/payment_intents/${pi}`) };
@@ -266,6 +284,7 @@ const creditCrashes: CreditCrash[] = [
   },
   {
     name: "marking",
+    marking: true,
     arm: async (pi) => {
       await hold("POST", `/v1/payment_intents/${pi}`);
       return { at: { key: `credit-mark:${pi}` }, lift: () => release("POST", `/v1/payment_intents/${pi}`) };
@@ -297,11 +316,13 @@ const creditCrashes: CreditCrash[] = [
 
 describe("a crash at every await of the notice alarm (the webhook's entry)", () => {
   for (const crash of creditCrashes) {
-    it(`${crash.name} → one credit, with no browser at all`, async () => {
+    it(`${crash.name}${crash.marking ? " (marking)" : ""} → one credit, with no browser at all`, async () => {
       const label = `notice alarm: ${crash.name}`;
       crashTable.set(label, "FAILED");
       const amount = 3000 + Math.floor(Math.random() * 1000);
       const { customer, pi, token } = await paidTopUp(amount);
+      const marking = crash.marking ?? false;
+      if (marking) await markingOn(pi.id);
       // For a crash in the ledger look, the look must not succeed before it is held: the
       // platform may run the alarm again on its own and find the entry at once.
       const blind = crash.unknownFirst ? await addFault({ kind: "error_500", saved: false, method: "GET", path: ledgerPath(customer.id), times: 1000 }) : null;
@@ -316,10 +337,17 @@ describe("a crash at every await of the notice alarm (the webhook's entry)", () 
         if (!crash.unknownFirst) await deliverSucceeded(pi.id);
         await runDurableObjectAlarm(piObject(pi.id));
       });
+      // The object's memory went with the crash, the setting with it; a deployment's stays on.
+      if (marking) await markingOn(pi.id);
       await lift();
       await platformRetriesAlarm(pi.id);
-      await waitForObject(pi.id, settledCredit);
-      await expectCreditedOnce(pi.id, customer.id, amount, [await answerOf(await confirm(token, pi.id))]);
+      const done = await waitForObject(pi.id, settledCredit);
+      // Unmarked, the credit came from the event, before the crash and after it: never a read.
+      if (!marking) {
+        expect((await stripeTraffic(pi.id, customer.id)).piReads).toBe(0);
+        expect(done.journal).toContainEqual(expect.objectContaining({ step: "read", outcome: "from_event" }));
+      }
+      await expectCreditedOnce(pi.id, customer.id, amount, [await answerOf(await confirm(token, pi.id))], marking);
       expect(await operatorEntry(pi.id)).toBeNull();
       crashTable.set(label, "ok");
     });
@@ -336,6 +364,28 @@ describe("a crash at every await of the notice alarm (the webhook's entry)", () 
     await settle(pi.id, token, answers);
     await expectCreditedOnce(pi.id, customer.id, 2900, answers);
     crashTable.set("browser: reading the PI", "ok");
+  });
+
+  it("the notice's alarm waiting behind a browser's read, both cut off before anything is recorded → the notice credits from its stored event, with no read of its own", async () => {
+    crashTable.set("notice stored with its event, nothing recorded", "FAILED");
+    const { customer, pi, token } = await paidTopUp(3200);
+    // The browser's attempt holds the object's one attempt at its read; the notice's alarm
+    // waits behind it, so nothing can be recorded before the crash.
+    const { at, lift } = await (creditCrashes[0] as CreditCrash).arm(pi.id, customer.id);
+    const browser = confirm(token, pi.id).catch(() => null);
+    await waitForRequest(at);
+    await deliverSucceeded(pi.id);
+    await crashDuring(at, () => runDurableObjectAlarm(piObject(pi.id)));
+    await browser;
+    await lift();
+    await platformRetriesAlarm(pi.id);
+    const done = await waitForObject(pi.id, settledCredit);
+    expect(done.record?.credited_by).toBe("webhook");
+    expect(done.journal).toContainEqual(expect.objectContaining({ step: "read", outcome: "from_event" }));
+    // The one read is the browser's, cut off; the notice's event survived the crash and stood in for another.
+    expect((await stripeTraffic(pi.id, customer.id)).piReads).toBe(1);
+    await expectCreditedOnce(pi.id, customer.id, 3200, [await answerOf(await confirm(token, pi.id))]);
+    crashTable.set("notice stored with its event, nothing recorded", "ok");
   });
 
   it("evicted between the notice and its alarm → the alarm still credits once", async () => {

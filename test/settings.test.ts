@@ -39,6 +39,9 @@ describe("defaults", () => {
       limits: { confirmPerAccount: 120, confirmPerAddress: 600, topUpPerAccount: 20, topUpPerAddress: 60, objectQueue: 100 },
       syncSeconds: 60,
       events: { url: null, secrets: [], spending: false, retrySeconds: 5, timeoutMs: 15_000, lowBalanceThreshold: 0 },
+      // No older server runs beside this one unless an operator says so: PaymentIntents are not marked.
+      markCredited: false,
+      logLevel: "info",
     });
   });
 
@@ -60,8 +63,12 @@ describe("defaults", () => {
       STRIPE_RATE_LIMIT: "0",
       LEGACY_TOPUP_METADATA: "source=old-server",
       LEGACY_TOPUP_CREATED_BEFORE: "2024-06-01",
+      MARK_CREDITED: "True",
+      LOG_LEVEL: " WARN ",
     });
     expect(s.stripe.liveKey).toBe(true);
+    expect(s.markCredited).toBe(true);
+    expect(s.logLevel).toBe("warn");
     expect(s.stripe.webhookSecrets).toEqual(["whsec_old", "whsec_new"]);
     expect(s.auth.serviceTokens).toEqual(["a", "b"]);
     expect(s.allowedOrigins).toEqual(["https://a.example", "https://b.example"]);
@@ -97,7 +104,9 @@ describe("defaults", () => {
   it("the test run's own bindings (wrangler.toml and the test settings) parse", () => {
     const s = settings(env);
     expect(s.auth.serviceTokens).toHaveLength(2);
-    expect(s.stripe.timeoutMs).toBe(800);
+    expect(s.stripe.timeoutMs).toBe(5000);
+    // The product default, which every test expects unless it turns marking on for its own PI.
+    expect(s.markCredited).toBe(false);
   });
 });
 
@@ -107,6 +116,8 @@ describe("a bad value is an error naming the setting, never a default", () => {
     ["a negative number", { STRIPE_TIMEOUT_MS: "-5" }, /STRIPE_TIMEOUT_MS must be a whole number/],
     ["a fraction", { STRIPE_SYNC_SECONDS: "1.5" }, /STRIPE_SYNC_SECONDS must be a whole number/],
     ["a flag that is neither true nor false", { REVERSE_ON_REFUND: "yes" }, /REVERSE_ON_REFUND must be "true" or "false"/],
+    ["a mark setting that is neither true nor false", { MARK_CREDITED: "1" }, /MARK_CREDITED must be "true" or "false"/],
+    ["a log level that is not one", { LOG_LEVEL: "verbose" }, /LOG_LEVEL must be one of debug, info, warn, error, off/],
     ["a currency that is not a code", { TOPUP_CURRENCIES: "usd,dollars" }, /TOPUP_CURRENCIES must be three-letter ISO currency codes/],
     ["no currency at all", { TOPUP_CURRENCIES: " , " }, /TOPUP_CURRENCIES must name at least one currency/],
     ["a minimum above the maximum", { TOPUP_MIN: "1000", TOPUP_MAX: "500" }, /TOPUP_MAX must be at least TOPUP_MIN/],

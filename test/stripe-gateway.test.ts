@@ -6,6 +6,7 @@ import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { StripeGateway, type CallKind } from "../src/stripe/gateway.js";
 import { customerKey, markKey, topUpKey, unmarkKey } from "../src/stripe/keys.js";
+import { STRIPE_HANG_MS } from "./bindings.js";
 import { addFault, createCustomer, createPaymentIntent, newAccountId, removeFault, stripeRequests, topUpMetadata } from "./helpers.js";
 
 function counted() {
@@ -78,6 +79,23 @@ describe("the Stripe gateways", () => {
       await removeFault(refusal);
       await removeFault(fault);
     }
+  });
+
+  it("a call Stripe never answers is given up after STRIPE_TIMEOUT_MS on each of the SDK's tries: ambiguous", async () => {
+    const pi = await createPaymentIntent({});
+    // A timeout far shorter than the emulator's hang, so that the service's own timeout ends each try.
+    const stripe = new StripeGateway({ ...env, STRIPE_TIMEOUT_MS: "100" });
+    const path = `/v1/payment_intents/${pi.id}`;
+    const fault = await addFault({ kind: "hang", method: "GET", path, times: 3 });
+    try {
+      const read = await stripe.paymentIntents.retrieve(pi.id);
+      expect(read.ok ? null : [read.failure.kind, read.failure.message]).toEqual(["ambiguous", expect.stringMatching(/timeout/)]);
+    } finally {
+      await removeFault(fault);
+    }
+    const tries = await stripeRequests({ method: "GET", path });
+    expect(tries.map((r) => r.fault)).toEqual(["hang", "hang", "hang"]);
+    for (const t of tries) expect(t.duration_ms).toBeLessThan(STRIPE_HANG_MS);
   });
 
   it("a ledger read counts each page it fetches, and a stop ends it without reading further", async () => {

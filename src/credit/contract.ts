@@ -2,6 +2,8 @@
 // shows operators: the only types the routes import from the credit side. Errors do not survive
 // a Durable Object RPC call as classes, so every outcome is a value and the Worker maps it to HTTP.
 
+import type { PaymentIntentFacts } from "./policy.js";
+
 /** Who is asking: a signed-in browser (with its Stripe customer), Stripe's webhook, or the object's own alarm / an operator. */
 export type Caller = { kind: "browser"; accountId: string; customerId: string } | { kind: "webhook" } | { kind: "alarm" } | { kind: "operator" };
 
@@ -27,7 +29,14 @@ export type ConfirmResult = (Credited | Refused) & { stripeCalls?: number };
 
 /** What a verified Stripe webhook says about a PaymentIntent. */
 export type WebhookFact =
-  { kind: "succeeded" } | { kind: "refunded"; amountRefunded: number } | { kind: "dispute"; disputeId: string; amount: number; status: DisputeStatus };
+  /**
+   * `paymentIntent`: the PI as the signed event (or our own create call's answer) carried it,
+   * when it parsed; the object credits from it without reading the PI again where it can be
+   * trusted to be current (protocol.ts).
+   */
+  | { kind: "succeeded"; paymentIntent?: PaymentIntentFacts }
+  | { kind: "refunded"; amountRefunded: number }
+  | { kind: "dispute"; disputeId: string; amount: number; status: DisputeStatus };
 
 /** How the Worker asks: `storageOnly` when the caller is over its request limit (answer only what costs nothing). */
 export interface ConfirmOptions {
@@ -59,7 +68,8 @@ export interface Inspection {
 
 export type CreditState = "verified" | "credited" | "not_creditable" | "needs_attention";
 
-export type MarkState = "pending" | "done" | "withdrawing" | "withdrawn";
+/** `off`: not marked, because MARK_CREDITED was off when the PI was recorded (no older server runs). */
+export type MarkState = "off" | "pending" | "done" | "withdrawing" | "withdrawn";
 
 export interface CreditRecord {
   payment_intent_id: string;
@@ -114,6 +124,8 @@ export interface Notice {
   payment_intent_id: string;
   received_at: number;
   attempts: number;
+  /** The PI as the webhook's event carried it, if it did. */
+  facts: PaymentIntentFacts | null;
 }
 
 export interface JournalEntry {

@@ -82,16 +82,26 @@ export const GOVERNOR_NAME = "stripe";
 /** Whose call it is: crediting (and creating payments) first, display reads after. */
 export type Priority = "credit" | "display";
 
-/** A permit to make one Stripe call, or a refusal (the budget's queue is full or the wait too long). */
-export type Permit = { ok: true } | { ok: false };
+/**
+ * Permits to make Stripe calls: each one's offset in ms from when the governor answered, in
+ * order, and the spacing between calls at the rate now; or a refusal, when the schedule is already further ahead than the priority may wait.
+ */
+export type Lease = { ok: true; offsets: number[]; intervalMs: number } | { ok: false; retryAfterMs: number };
 
 /** The governor's figures, for operators and tests. */
 export interface GovernorStatus {
+  /** STRIPE_RATE_LIMIT: calls per second for the whole service. */
   budget: number;
+  /** The rate now: the budget, or less after a 429 from Stripe. */
   rate: number;
-  queued: number;
+  /** How far ahead permits are already promised: the wait a new call would have. */
+  backlog_ms: number;
+  /** Permits leased since the governor started. */
   granted: number;
+  /** Leases refused because the wait would have been too long. */
   refused: number;
+  /** Lease calls served (round trips to this object). */
+  leases: number;
 }
 
 // ---- The account object (src/objects/account.ts) --------------------------------------------

@@ -85,8 +85,17 @@ billing.openapi(confirmPaymentRoute, async (c) => {
   const started = Date.now();
   const { payment_intent_id: paymentIntentId } = c.req.valid("json");
   const accountId = c.get("accountId");
+  // A replay of a credit (the page asking again, a refresh) says nothing new and is the most
+  // common confirm: debug, since every line costs CPU time. Everything else is info.
   const logConfirm = (outcome: string, stripeCalls = 0) =>
-    logEvent("confirm", { payment_intent: paymentIntentId, account: accountId, outcome, stripe_calls: stripeCalls, duration_ms: Date.now() - started });
+    logEvent("confirm", {
+      level: outcome === "already_credited" ? "debug" : "info",
+      payment_intent: paymentIntentId,
+      account: accountId,
+      outcome,
+      stripe_calls: stripeCalls,
+      duration_ms: Date.now() - started,
+    });
   // Over its limit, a caller is answered only what costs nothing: an answer already recorded for
   // it, found from storage alone (the objects' storage-only reads know nothing of limits).
   const limit = await checkLimits(c, "confirm", accountId);

@@ -1,7 +1,7 @@
 // Operator routes: which credits are waiting for a retry or need a person, what happened to
 // one, "retry now", the signed webhook events that did not parse, the service's own events
 // that could not be delivered (list, redeliver), and an account's wallet
-// (its figures, its batches to Stripe, why a sync failed) with "sync now". Guarded by a service
+// (its figures, its batches to Stripe, why a sync failed) with "sync now", and the Stripe governor. Guarded by a service
 // token (OPERATOR_TOKEN), compared in constant time; no CORS, so no browser page can call them.
 // Disabled when no token is configured.
 
@@ -13,7 +13,7 @@ import type { AppEnv } from "../http.js";
 import { ACCOUNT_ID } from "../ids.js";
 import type { AttentionPage, BadEvent } from "../objects/contract.js";
 import type { DeadLetterPage } from "../events/contract.js";
-import { accountObject, deadLettersObject, paymentIntentObject, registryObject } from "../objects/stubs.js";
+import { accountObject, deadLettersObject, governorObject, paymentIntentObject, registryObject } from "../objects/stubs.js";
 import { settings } from "../settings.js";
 import { PaymentIntentId } from "./schemas.js";
 
@@ -148,4 +148,14 @@ operator.post("/accounts/:account/wallet/sync", async (c) => {
   const account = accountParam(c.req.param("account"));
   const result = await accountObject(c.env, account).syncNow(account);
   return c.json({ ...result, ...(await accountObject(c.env, account).inspectWallet()) });
+});
+
+/**
+ * The Stripe governor: the budget, the rate now (lower after a 429), how far ahead permits are
+ * promised, and how many were leased, in how many round trips, and refused. Off (null) when
+ * STRIPE_RATE_LIMIT is 0.
+ */
+operator.get("/governor", async (c) => {
+  if (settings(c.env).stripe.rateLimit === 0) return c.json({ governor: null });
+  return c.json({ governor: await governorObject(c.env).status() });
 });

@@ -95,6 +95,21 @@ const Amount = z.number().int().nonnegative();
 
 const Envelope = z.looseObject({ id: Id, type: z.string().min(1).max(255), data: z.looseObject({ object: z.unknown() }) });
 const PaymentIntentObject = z.looseObject({ id: z.string().regex(PAYMENT_INTENT_ID) });
+/**
+ * The fields of the event's PI that decide a credit (src/credit/policy.ts). When they parse, the
+ * object credits from them without reading the PI again; when they do not (a shape this service
+ * does not know), it reads the PI, so nothing is lost.
+ */
+const PaymentIntentFactsSchema = z.object({
+  id: z.string().regex(PAYMENT_INTENT_ID),
+  status: z.string().min(1).max(64),
+  customer: Ref.nullable(),
+  amount_received: z.number().int(),
+  currency: z.string().min(1).max(16),
+  livemode: z.boolean(),
+  metadata: z.record(z.string(), z.string()).nullable(),
+  created: z.number().int(),
+});
 // A charge with no PaymentIntent (payment_intent: null) is a legitimate charge of another kind.
 const ChargeObject = z.looseObject({ payment_intent: Ref.nullable(), amount_refunded: Amount });
 const DisputeObject = z.looseObject({ id: Id, amount: Amount, status: z.string().min(1), payment_intent: Ref.nullable() });
@@ -168,6 +183,17 @@ async function payloadName(raw: string): Promise<string> {
   return `sha256:${await sha256Hex(raw)}`;
 }
 
+/** A succeeded PI's fact, with the PI's deciding fields when the event's object has them all. */
+function factsOf(object: unknown): WebhookFact {
+  const facts = PaymentIntentFactsSchema.safeParse(object);
+  if (!facts.success) return { kind: "succeeded" };
+  const pi = facts.data;
+  return {
+    kind: "succeeded",
+    paymentIntent: { ...pi, customer: typeof pi.customer === "string" || pi.customer === null ? pi.customer : { id: pi.customer.id } },
+  };
+}
+
 /** What an event means for one PaymentIntent's credit, or null when it means nothing here. */
 function factOf(event: Event, reverse: boolean): { paymentIntentId: string; fact: WebhookFact } | null {
   const idOf = (value: string | { id: string } | null) => (typeof value === "string" ? value : (value?.id ?? null));
@@ -176,7 +202,7 @@ function factOf(event: Event, reverse: boolean): { paymentIntentId: string; fact
   switch (event.type) {
     case "payment_intent.succeeded":
       paymentIntentId = event.object.id;
-      fact = { kind: "succeeded" };
+      fact = factsOf(event.object);
       break;
     case "charge.refunded":
       if (!reverse) return null;

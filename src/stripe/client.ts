@@ -1,13 +1,14 @@
 // The one place a Stripe SDK client is built: the `stripe` package over fetch (Workers have no
 // Node http), pointed at STRIPE_API_BASE, with a pinned API version so that response shapes
 // cannot change under us when Stripe's default moves, and every request drawing a permit from
-// the Stripe governor first. Only the gateways in this folder use it (gateway.ts).
+// the isolate's share of the Stripe governor's budget first (permits.ts). Only the gateways in this folder use it (gateway.ts).
 
 import Stripe from "stripe";
 import type { Env } from "../env.js";
 import type { Priority } from "../objects/contract.js";
 import { governorObject } from "../objects/stubs.js";
 import { settings } from "../settings.js";
+import { PermitPool } from "./permits.js";
 
 /** The API version this service is written and tested against. */
 export const STRIPE_API_VERSION = "2026-10-28.endive";
@@ -21,7 +22,12 @@ const clients = new Map<string, Stripe>();
 /** Configurations an isolate sees: one in production, a few in tests. */
 const CLIENTS_LIMIT = 16;
 
-/** The SDK client for `env` at `priority`. The SDK retries network errors, 409 and 5xx with the same key. */
+/**
+ * The SDK client for `env` at `priority`. The SDK retries network errors, 409 and 5xx with the
+ * same key. Its own timeout would also count the wait for a permit, which under a backlog is
+ * longer than any Stripe call should take, so the per-call timeout is applied in the governed
+ * fetch, after the permit, and the SDK's covers the longest wait on top of it.
+ */
 export function stripeClient(env: Env, priority: Priority): Stripe {
   const s = settings(env).stripe;
   const id = [s.secretKey, s.apiBase, s.maxNetworkRetries, s.timeoutMs, s.rateLimit, priority].join("|");
@@ -29,14 +35,15 @@ export function stripeClient(env: Env, priority: Priority): Stripe {
   if (!client) {
     const base = new URL(s.apiBase);
     const protocol = base.protocol === "http:" ? "http" : "https";
+    const governed = s.rateLimit > 0;
     client = new Stripe(s.secretKey, {
       apiVersion: STRIPE_API_VERSION,
-      httpClient: Stripe.createFetchHttpClient(s.rateLimit === 0 ? plainFetch : governedFetch(env, priority)),
+      httpClient: Stripe.createFetchHttpClient(governed ? governedFetch(env, priority, s.timeoutMs) : plainFetch),
       host: base.hostname,
       port: base.port ? Number(base.port) : protocol === "http" ? 80 : 443,
       protocol,
       maxNetworkRetries: s.maxNetworkRetries,
-      timeout: s.timeoutMs,
+      timeout: governed ? s.timeoutMs + PERMIT_WAIT_MAX_MS : s.timeoutMs,
       telemetry: false,
     });
     if (clients.size >= CLIENTS_LIMIT) clients.clear();
@@ -47,18 +54,33 @@ export function stripeClient(env: Env, priority: Priority): Stripe {
 
 const plainFetch: typeof fetch = (input, init) => fetch(input, init);
 
+/** The longest a call may wait for its permit (the governor refuses a credit call further ahead). */
+const PERMIT_WAIT_MAX_MS = 61_000;
+
+/** The isolate's permit pools, one per governor namespace (tests bind more than one). */
+const pools = new WeakMap<object, PermitPool>();
+
+function poolOf(env: Env): PermitPool {
+  let pool = pools.get(env.STRIPE_GOVERNOR);
+  if (!pool) {
+    pool = new PermitPool(() => governorObject(env));
+    pools.set(env.STRIPE_GOVERNOR, pool);
+  }
+  return pool;
+}
+
 /**
- * fetch, after a permit from the governor. A refused permit fails the call like a dropped
- * connection would (the caller's protocol retries it later); a 429 from Stripe slows the
- * governor down.
+ * fetch, after a permit from the isolate's pool, timed out `timeoutMs` after the permit. A
+ * refused permit fails the call like a dropped connection would (the SDK retries it, then the
+ * caller's protocol); a 429 from Stripe slows the governor down.
  */
-function governedFetch(env: Env, priority: Priority): typeof fetch {
+function governedFetch(env: Env, priority: Priority, timeoutMs: number): typeof fetch {
   return async (input, init) => {
-    const governor = governorObject(env);
-    const permit = await governor.acquire(priority);
-    if (!permit.ok) throw new Error("The Stripe call budget is exhausted for now");
-    const res = await fetch(input, init);
-    if (res.status === 429) await governor.slowDown();
+    if (!(await poolOf(env).take(priority))) throw new Error("The Stripe call budget is exhausted for now");
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const signal = init?.signal ? AbortSignal.any([init.signal, timeout]) : timeout;
+    const res = await fetch(input, { ...init, signal });
+    if (res.status === 429) await governorObject(env).slowDown();
     return res;
   };
 }

@@ -1,10 +1,11 @@
 // Abuse and overload, against an emulator that enforces Stripe's test-mode rate limit (25/s):
 // junk confirms cost nothing durable and only a bounded number of Stripe calls; a burst of
-// honest confirms queues under the Stripe governor instead of meeting 429s; a hot PaymentIntent
+// honest confirms waits its turn under the Stripe governor instead of meeting 429s or 503s; a hot PaymentIntent
 // hammered far beyond anything honest is credited once and answers only 200 or 429.
 
-import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import type { GovernorStatus } from "../../src/objects/contract.js";
 import { LIMITS_BINDINGS } from "../bindings.js";
 import {
   answerOf,
@@ -30,6 +31,20 @@ import {
 
 const ACCOUNT_LIMIT = Number(LIMITS_BINDINGS.CONFIRM_LIMIT_PER_MINUTE);
 const QUEUE_LIMIT = Number(LIMITS_BINDINGS.OBJECT_QUEUE_LIMIT);
+const BUDGET = Number(LIMITS_BINDINGS.STRIPE_RATE_LIMIT);
+
+interface Stats {
+  requests: number;
+  rate_limited: number;
+  calls: Record<string, number>;
+}
+
+/** The service's Stripe governor's figures. */
+async function governor(): Promise<GovernorStatus> {
+  const res = await call("/operator/governor", { headers: { authorization: `Bearer ${LIMITS_BINDINGS.OPERATOR_TOKEN}` } });
+  expect(res.status).toBe(200);
+  return (await res.json<{ governor: GovernorStatus }>()).governor;
+}
 
 let ipSeq = 0;
 /** A client address of its own for each test, so one test's flood does not limit the next. */
@@ -166,7 +181,7 @@ describe("junk confirms", () => {
 });
 
 describe("a burst of honest confirms", () => {
-  it("300 distinct paid PaymentIntents confirmed at once under a 25/s Stripe limit: each credited once, queued rather than refused", async () => {
+  it("300 distinct paid PaymentIntents confirmed at once under a 25/s Stripe limit: each credited once while its caller waits, at the budget's pace, in few governor round trips", async () => {
     const accounts = await Promise.all(
       Array.from({ length: 30 }, async () => {
         const accountId = newAccountId("burst");
@@ -178,42 +193,41 @@ describe("a burst of honest confirms", () => {
       }),
     );
     await new Promise((r) => setTimeout(r, 1500)); // let the set-up's own requests leave the emulator's window
-    const before = await emu<{ rate_limited: number; requests: number }>("/stats");
+    const before = await emu<Stats>("/stats");
+    const governorBefore = await governor();
     const started = Date.now();
     const answers = await Promise.all(accounts.flatMap((a, i) => a.pis.map((pi) => confirm(a.token, pi.id, `192.0.2.${i + 1}`))));
     const elapsed = (Date.now() - started) / 1000;
-    const after = await emu<{ rate_limited: number; requests: number }>("/stats");
+    const after = await emu<Stats>("/stats");
+    const governorAfter = await governor();
 
     const statuses = answers.map((r) => r.status);
-    // Whatever did not finish while its caller waited finishes as production would: the
-    // object's alarm runs, and the browser, told 503 with Retry-After, asks again.
-    const jobs = accounts.flatMap((a, i) => a.pis.map((pi) => ({ token: a.token, pi: pi.id, ip: `192.0.2.${i + 1}` })));
-    let open = jobs.filter((_, i) => statuses[i] !== 200);
-    for (let round = 0; round < 10 && open.length > 0; round++) {
-      await new Promise((r) => setTimeout(r, 1000));
-      const again = await Promise.all(
-        open.map(async (j) => {
-          await runDurableObjectAlarm(piObject(j.pi));
-          return (await confirm(j.token, j.pi, j.ip)).status;
-        }),
-      );
-      open = open.filter((_, i) => again[i] !== 200);
-    }
-    expect(open).toEqual([]);
+    const calls = after.requests - before.requests;
+    const refused = after.rate_limited - before.rate_limited;
+    // The least time the budget allows for these calls: all but the governor's burst at its rate.
+    const minimum = (calls - 2) / BUDGET;
+    const rpcs = governorAfter.leases - governorBefore.leases;
+    console.log(
+      `burst: ${JSON.stringify(statuses.reduce<Record<number, number>>((m, s) => ({ ...m, [s]: (m[s] ?? 0) + 1 }), {}))} of 300; ${calls} Stripe calls in ${elapsed.toFixed(1)} s (the budget's minimum: ${minimum.toFixed(1)} s, ratio ${(elapsed / minimum).toFixed(2)}); ${refused} refused with 429; ${rpcs} governor round trips (${(rpcs / 300).toFixed(2)} per credit)`,
+    );
     for (const a of accounts) {
       const ledger = await ledgerFor(a.customer.id);
       expect(ledger).toHaveLength(10);
       expect(new Set(ledger.map((tx) => tx.metadata.payment_intent)).size).toBe(10);
     }
-    const calls = after.requests - before.requests;
-    const refused = after.rate_limited - before.rate_limited;
-    const minimum = calls / 25;
-    console.log(
-      `burst: ${statuses.filter((s) => s === 200).length}/300 answered 200 at once; ${calls} Stripe calls in ${elapsed.toFixed(1)} s (the 25/s limit's minimum: ${minimum.toFixed(1)} s); ${refused} refused with 429`,
-    );
-    expect(refused).toBeLessThanOrEqual(5);
-    expect(statuses.filter((s) => s === 200).length).toBeGreaterThanOrEqual(295);
-    expect(elapsed).toBeLessThan(minimum * 1.5);
+    // A credit that only waited for a permit is answered, not told to come back.
+    expect(statuses.every((s) => s === 200)).toBe(true);
+    // Two calls per credit, a read and the credit, with nothing retried (the mark is off by
+    // default); the rest are each account's first confirm finding its customer and opening its wallet.
+    const made = (endpoint: string) => (after.calls[endpoint] ?? 0) - (before.calls[endpoint] ?? 0);
+    expect(made("GET /v1/payment_intents/:id")).toBe(300);
+    expect(made("POST /v1/customers/:id/balance_transactions")).toBe(300);
+    expect(made("POST /v1/payment_intents/:id")).toBe(0);
+    expect(refused).toBeLessThanOrEqual(3);
+    // Permits come in leases of several: fewer round trips to the governor than Stripe calls by
+    // far. The pace and the round trips per credit depend on how busy the machine is: the
+    // benchmark measures them (`governed burst`, npm run bench), this test prints them.
+    expect(rpcs).toBeLessThan(calls / 2);
   }, 180_000);
 });
 

@@ -1,6 +1,7 @@
 // The randomized model test. fast-check draws a small world (two
 // accounts, one to three PaymentIntents: paid and unpaid top-ups made through the service or
-// straight in Stripe, and payments that are not top-ups) and a list of commands (browser
+// straight in Stripe, and payments that are not top-ups, each with its object marking what it
+// credits or not, as MARK_CREDITED is on while an older server runs beside this one) and a list of commands (browser
 // confirms, webhook deliveries and redeliveries, refunds, disputes, operator retries, evictions,
 // alarm runs, Stripe faults on the next calls, key expiry, long ledgers, debits and syncs of the
 // accounts' wallets, entries made in Stripe by something else, restarts of the account objects),
@@ -30,9 +31,13 @@ import {
   emu,
   json,
   ledgerFor,
+  markingOnAcrossRestarts,
+  markSettled,
   newAccountId,
   payWithTestCard,
   piObject,
+  stripePaymentIntent,
+  stripeRequests,
   tokenFor,
   topUp,
   topUpMetadata,
@@ -72,6 +77,8 @@ interface PiSpec {
   /** Index of the owning account (0 or 1); the other one is the stranger. */
   owner: number;
   amount: number;
+  /** Its object marks what it credits (metadata.credited), in every instance it has (the setting is the deployment's). */
+  marking: boolean;
 }
 
 const piSpecArb: fc.Arbitrary<PiSpec> = fc.record({
@@ -84,6 +91,7 @@ const piSpecArb: fc.Arbitrary<PiSpec> = fc.record({
   ),
   owner: fc.constantFrom(0, 1),
   amount: fc.constantFrom(1000, 500, 2500, 9999),
+  marking: fc.boolean(),
 });
 
 const worldArb = fc.array(piSpecArb, { minLength: 1, maxLength: 3 });
@@ -167,6 +175,7 @@ async function buildWorld(specs: PiSpec[]): Promise<Run> {
       const metadata: Record<string, string> = spec.kind === "subscription" ? { account_id: owner.accountId, purpose: "subscription" } : {};
       id = (await createPaymentIntent({ customer: owner.customerId, amount: spec.amount, metadata })).id;
     }
+    if (spec.marking) await markingOnAcrossRestarts(id);
     pis.push({ index, spec, id, owner, stranger, paid: spec.kind !== "unpaid_top_up", refunded: 0, dispute: null, refused400: false });
   }
   const run: Run = { accounts, pis, faults: [], answers: [], webhookErrors: [] };
@@ -198,8 +207,8 @@ type Target = "pi_read" | "pi_mark" | "credit_keys" | "ledger_write" | "ledger_r
 
 /**
  * The longest a request and the SDK's automatic retries of it take under the test bindings:
- * three tries of STRIPE_TIMEOUT_MS (800 ms) and the SDK's backoff between them (at most 0.5 s,
- * then 1 s), with room to spare.
+ * three tries held by a hang (STRIPE_HANG_MS, 800 ms) and the SDK's backoff between them (at
+ * most 0.5 s, then 1 s), with room to spare.
  */
 const SDK_RETRY_HORIZON_MS = 6000;
 
@@ -428,7 +437,7 @@ async function execute(run: Run, command: Command): Promise<void> {
       return;
     case "fault": {
       const scope = faultScope(command.target, pi);
-      // A hang costs the service's whole timeout on each of the SDK's tries: keep them few.
+      // A hang holds each of the SDK's tries for STRIPE_HANG_MS: keep them few.
       const times = FAULTS[command.fault].kind === "hang" ? Math.min(command.times, 2) : command.times;
       const { id } = await emu<{ id: number }>("/faults", { ...FAULTS[command.fault], ...scope, times });
       const reach =
@@ -566,15 +575,15 @@ function atRest(i: Inspection, owed: boolean): boolean {
   const r = i.record;
   if (!r) return !owed;
   if (r.state === "not_creditable" || r.state === "needs_attention") return true;
-  return r.state === "credited" && r.mark_state === "done" && i.wallet_pending.length === 0 && i.adjustments.every((a) => a.state !== "pending");
+  return r.state === "credited" && markSettled(r.mark_state) && i.wallet_pending.length === 0 && i.adjustments.every((a) => a.state !== "pending");
 }
 
-/** Credited with nothing owed (mark written, every reversal written), or recorded as not creditable. */
+/** Credited with nothing owed (mark written where one is wanted, every reversal written), or recorded as not creditable. */
 function finalState(i: Inspection): boolean {
   const r = i.record;
   if (!r) return false;
   if (r.state === "not_creditable") return true;
-  return r.state === "credited" && r.mark_state === "done" && i.wallet_pending.length === 0 && i.adjustments.every((a) => a.state === "done");
+  return r.state === "credited" && markSettled(r.mark_state) && i.wallet_pending.length === 0 && i.adjustments.every((a) => a.state === "done");
 }
 
 interface Listed {
@@ -594,6 +603,10 @@ interface Outcome {
   alarms: (number | null)[];
   listed: Map<string, Listed>;
   wallets: WalletSeen[];
+  /** Each PI's metadata.credited as Stripe has it now, by index. */
+  credited: (string | undefined)[];
+  /** How many marks and withdrawals (credit-mark:, credit-unmark: keys) were sent for each PI, by index. */
+  markCalls: number[];
 }
 
 /** An account's wallet next to its customer's Stripe balance. */
@@ -651,7 +664,9 @@ async function observe(run: Run): Promise<Outcome> {
   const inspections = await Promise.all(run.pis.map((p) => piObject(p.id).inspect()));
   const alarms = await Promise.all(run.pis.map(alarmOf));
   const wallets = await Promise.all(run.accounts.map(observeWallet));
-  return { entries, strays, batches, inspections, alarms, listed: await operatorList(new Set(run.pis.map((p) => p.id))), wallets };
+  const credited = await Promise.all(run.pis.map(async (p) => (await stripePaymentIntent(p.id)).metadata.credited));
+  const markCalls = await Promise.all(run.pis.map(async (p) => (await stripeRequests({ key: `credit-{mark,unmark}:${p.id}*` })).length));
+  return { entries, strays, batches, inspections, alarms, listed: await operatorList(new Set(run.pis.map((p) => p.id))), wallets, credited, markCalls };
 }
 
 /** GET /operator/credits, every page, kept to `ids`. */
@@ -676,7 +691,7 @@ async function operatorList(ids: Set<string>): Promise<Map<string, Listed>> {
 const isPaidTopUp = (pi: LivePi) => (pi.spec.kind === "top_up" || pi.spec.kind === "unpaid_top_up" || pi.spec.kind === "direct_top_up") && pi.paid;
 const credits = (o: Outcome, pi: LivePi) => (o.entries.get(pi.id) ?? []).filter((tx) => !tx.metadata.operation);
 const reversals = (o: Outcome, pi: LivePi) => (o.entries.get(pi.id) ?? []).filter((tx) => tx.metadata.operation);
-const label = (pi: LivePi) => `pi#${pi.index} ${pi.id} (${pi.spec.kind}${pi.paid ? "" : ", unpaid"}, ${pi.spec.amount})`;
+const label = (pi: LivePi) => `pi#${pi.index} ${pi.id} (${pi.spec.kind}${pi.paid ? "" : ", unpaid"}, ${pi.spec.amount}${pi.spec.marking ? ", marking" : ""})`;
 
 /**
  * (1) Every paid top-up has exactly one credit entry, of its amount, on its own customer's
@@ -851,7 +866,42 @@ function everyEntryAnnouncedOnce(run: Run, o: Outcome): string[] {
   return found;
 }
 
+/**
+ * (9) The mark (metadata.credited, for an older server running beside this one) is set exactly
+ * where the PI's object marks what it credits. Not marking: no record is marked, Stripe's PI
+ * carries no mark, and no mark or withdrawal was ever sent. Marking: nothing is marked for a PI
+ * that was not credited; a credit is marked in the record and at Stripe (or its mark is still
+ * owed, with an alarm armed); a credit Stripe refused has had its mark taken back (or the
+ * withdrawal is owed, with an alarm armed).
+ */
+function marksWhereWanted(run: Run, o: Outcome): string[] {
+  const found: string[] = [];
+  for (const pi of run.pis) {
+    const r = (o.inspections[pi.index] as Inspection).record;
+    const atStripe = o.credited[pi.index];
+    const calls = o.markCalls[pi.index] ?? 0;
+    const armed = o.alarms[pi.index] !== null;
+    const seen = `record ${r ? `${r.state}, mark ${r.mark_state}` : "none"}, metadata.credited ${JSON.stringify(atStripe ?? null)}, ${calls} mark calls`;
+    if (!pi.spec.marking) {
+      if (atStripe !== undefined || calls > 0 || (r && r.state !== "not_creditable" && r.mark_state !== "off"))
+        found.push(`(9) ${label(pi)}: not marking, yet ${seen}`);
+      continue;
+    }
+    if (!r || r.state === "not_creditable") {
+      if (atStripe !== undefined || calls > 0) found.push(`(9) ${label(pi)}: marked though never credited: ${seen}`);
+    } else if (r.state === "credited") {
+      const marked = r.mark_state === "done" && atStripe === "true";
+      if (!marked && !(r.mark_state === "pending" && armed)) found.push(`(9) ${label(pi)}: credited but not marked: ${seen}`);
+    } else if (r.state === "needs_attention") {
+      const withdrawn = r.mark_state === "withdrawn" && (atStripe ?? "") === "";
+      if (!withdrawn && !(r.mark_state === "withdrawing" && armed)) found.push(`(9) ${label(pi)}: a refused credit whose mark was not taken back: ${seen}`);
+    }
+  }
+  return found;
+}
+
 const INVARIANTS = [
+  marksWhereWanted,
   everyEntryAnnouncedOnce,
   everyPaidTopUpCreditedOnce,
   nothingElseCredited,
@@ -930,7 +980,7 @@ function report(details: Details, runs: number, note: string): string {
   return [
     `The model test failed in run ${runs} of ${RUNS} (${details.numShrinks} shrinks)${note}.`,
     `Replay: MODEL_SEED=${details.seed} MODEL_PATH=${details.counterexamplePath ?? ""} npm run test:model`,
-    `World: ${specs.map((s, i) => `pi#${i} ${s.kind} ${s.amount} of account ${s.owner}`).join("; ")}`,
+    `World: ${specs.map((s, i) => `pi#${i} ${s.kind} ${s.amount} of account ${s.owner}${s.marking ? ", marking" : ""}`).join("; ")}`,
     `Commands (pi#n is taken modulo the number of PaymentIntents):`,
     ...commands.map((c, i) => `  ${i + 1}. ${describeCommand(c)}`),
     `Failure:`,

@@ -102,7 +102,12 @@ export class Bookkeeping {
   /** Whether nothing at all is owed on this PI any more: credited, marked, every adjustment written, the wallet told. */
   settled(rec: CreditRecord): boolean {
     const adjustments = this.ctx.store.adjustments();
-    return rec.state === "credited" && rec.mark_state === "done" && this.walletOwed(rec).length === 0 && adjustments.every((a) => a.state === "done");
+    return (
+      rec.state === "credited" &&
+      (rec.mark_state === "done" || rec.mark_state === "off") &&
+      this.walletOwed(rec).length === 0 &&
+      adjustments.every((a) => a.state === "done")
+    );
   }
 
   /** The registry's entry for this PI as it stands (what an operator's list shows). */

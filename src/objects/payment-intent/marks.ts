@@ -1,5 +1,6 @@
 // `metadata.credited` on the PaymentIntent: a courtesy for the older server running side by
-// side during a migration, which checks nothing else. It never decides anything here (the
+// side during a migration, which checks nothing else; set only while MARK_CREDITED is on (a PI
+// recorded with it off has mark_state "off" and costs one Stripe call fewer). It never decides anything here (the
 // record does), so a failure is recorded and retried later and never blocks the credit. It
 // must never outlive a credit Stripe refused: then it is taken back (withdrawn).
 

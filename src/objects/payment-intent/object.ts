@@ -16,6 +16,7 @@
 
 import { DurableObject } from "cloudflare:workers";
 import type { Caller, ConfirmResult, CreditRecord, Inspection, WebhookFact } from "../../credit/contract.js";
+import type { PaymentIntentFacts } from "../../credit/policy.js";
 import { netOf } from "../../credit/reversals.js";
 import type { Env } from "../../env.js";
 import { PAYMENT_INTENT_ID } from "../../ids.js";
@@ -93,9 +94,8 @@ export class PaymentIntentObject extends DurableObject<Env> {
   }
 
   /**
-   * Records what a verified webhook says and arms the alarm to act on it; answers at once, so
-   * Stripe's delivery never waits on Stripe's API. Redeliveries and duplicate events change
-   * nothing: the facts are cumulative or keyed by the dispute.
+   * Records what a verified webhook says and arms the alarm to act on it; answers at once, so Stripe's
+   * delivery never waits on Stripe's API. Redeliveries change nothing: facts are cumulative or keyed.
    */
   async notify(paymentIntentId: string, fact: WebhookFact): Promise<{ accepted: boolean }> {
     if (!PAYMENT_INTENT_ID.test(paymentIntentId)) return { accepted: false };
@@ -105,7 +105,7 @@ export class PaymentIntentObject extends DurableObject<Env> {
     switch (fact.kind) {
       case "succeeded":
         if (rec && rec.state !== "verified") return { accepted: true };
-        if (!rec) store.noteNotice(paymentIntentId);
+        if (!rec) store.noteNotice(paymentIntentId, fact.paymentIntent?.id === paymentIntentId ? fact.paymentIntent : null);
         break;
       case "refunded":
         store.noteRefunded(fact.amountRefunded);
@@ -188,10 +188,16 @@ export class PaymentIntentObject extends DurableObject<Env> {
     return null;
   }
 
-  /** The step a record in its current state needs, run inside an attempt. */
-  async #step(paymentIntentId: string, owner: string | null, source: Source, accountId: string | null): Promise<Outcome> {
+  /** The step a record in its current state needs, run inside an attempt; `told`: the PI as a webhook's event carried it. */
+  async #step(
+    paymentIntentId: string,
+    owner: string | null,
+    source: Source,
+    accountId: string | null,
+    told: PaymentIntentFacts | null = null,
+  ): Promise<Outcome> {
     const rec = this.#store.load();
-    if (!rec) return this.#protocol.begin(paymentIntentId, owner, source, accountId);
+    if (!rec) return this.#protocol.begin(paymentIntentId, owner, source, accountId, told);
     switch (rec.state) {
       case "verified":
         if (owner !== null && rec.customer_id !== owner) return { kind: "not_owned", customer: rec.customer_id };
@@ -232,7 +238,8 @@ export class PaymentIntentObject extends DurableObject<Env> {
     const store = this.#store;
     const notice = store.notice();
     if (!notice) return;
-    const outcome = await this.#work(notice.payment_intent_id, "webhook");
+    const pi = notice.payment_intent_id;
+    const outcome = await this.#work(pi, "webhook", () => this.#step(pi, null, "webhook", null, notice.facts));
     const settled = store.load() !== null || outcome.kind === "unknown_pi" || outcome.kind === "not_succeeded";
     if (!settled) return this.#context.alarm.after(store.bumpNotice());
     if (!store.load()) logEvent("notice_refused", { payment_intent: notice.payment_intent_id, outcome: outcome.kind });
@@ -260,9 +267,10 @@ export class PaymentIntentObject extends DurableObject<Env> {
       owner,
       async (attempt) => {
         const outcome = await body();
-        // A browser's attempt is logged by the Worker's confirm line (with its calls); others here.
+        // A browser's attempt is logged by the Worker's confirm line; others here (debug once "credited" said it).
         if (source !== "browser") {
           logEvent("credit_attempt", {
+            level: outcome.kind === "credited" ? "debug" : "info",
             payment_intent: paymentIntentId,
             source,
             outcome: outcome.kind,

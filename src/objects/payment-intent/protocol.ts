@@ -1,13 +1,15 @@
 // The credit itself, for a PI in each state:
-//   no record   read the PI, assess it for the caller, record the intent (then as "verified"),
-//               or adopt a credit written elsewhere (the PI is marked credited)
-//   verified    mark (once, best effort) alongside the credit (ledger-write.ts), then follow-up
+//   no record   read the PI (or take it from the webhook's event), assess it for the caller,
+//               record the intent (then as "verified"), or adopt a credit written elsewhere
+//               (the PI is marked credited)
+//   verified    mark (once, best effort, while MARK_CREDITED is on) alongside the credit
+//               (ledger-write.ts), then follow-up
 // Each step records what it is about to do before the Stripe call that does it; runs only
 // inside the object's one attempt in flight (attempts.ts).
 
 import type Stripe from "stripe";
 import type { Caller, CreditRecord } from "../../credit/contract.js";
-import { assessPaymentIntent, creditRules, type Assessment } from "../../credit/policy.js";
+import { assessPaymentIntent, creditRules, type Assessment, type PaymentIntentFacts } from "../../credit/policy.js";
 import { attentionEvent } from "../../events/attention.js";
 import { logEvent } from "../../log.js";
 import { LEDGER_SLACK_SECONDS, type LedgerEntry } from "../../stripe/ledger-write.js";
@@ -38,17 +40,20 @@ export class CreditProtocol {
    * A PI with no record: read it, assess it for `owner` (null: the PI's own customer), and
    * record the intent before any write. `accountId`: a browser's own account, whose customer
    * was just checked to be the PI's; otherwise the PI's metadata names it, a claim the wallet
-   * checks against Stripe before believing it.
+   * checks against Stripe before believing it. `told`: the PI as a signed webhook event carried
+   * it, used instead of a read where it is as good as one (#current).
    */
-  async begin(paymentIntentId: string, owner: string | null, source: Caller["kind"], accountId: string | null): Promise<Outcome> {
-    const { store, stripe, settings, alarm } = this.ctx;
-    const read = await stripe.paymentIntents.retrieve(paymentIntentId);
-    if (!read.ok) {
-      if (read.failure.kind === "not_found") return { kind: "unknown_pi" };
-      logEvent("stripe_read_failed", { payment_intent: paymentIntentId, error: read.failure.message });
-      return { kind: "unavailable", retryAfterSeconds: RETRY_AFTER_SECONDS, customer: null };
-    }
-    const pi = read.value;
+  async begin(
+    paymentIntentId: string,
+    owner: string | null,
+    source: Caller["kind"],
+    accountId: string | null,
+    told: PaymentIntentFacts | null = null,
+  ): Promise<Outcome> {
+    const { store, settings, alarm } = this.ctx;
+    const pi = await this.#current(paymentIntentId, told);
+    if (pi === "unknown_pi") return { kind: "unknown_pi" };
+    if (pi === "unavailable") return { kind: "unavailable", retryAfterSeconds: RETRY_AFTER_SECONDS, customer: null };
     const verdict = assessPaymentIntent(pi, owner, creditRules(settings));
     // Attempts are serialised, so no record can have appeared while we awaited Stripe; if one
     // did, a bug elsewhere broke that, and nothing is written on top of it (the alarm retries).
@@ -61,6 +66,7 @@ export class CreditProtocol {
       amount: verdict.amount,
       currency: verdict.currency,
       account_id: account,
+      mark_state: settings.markCredited ? "pending" : "off",
       next_retry_at: Date.now() + WATCHDOG_MS,
     });
     await alarm.watchdog();
@@ -95,7 +101,7 @@ export class CreditProtocol {
       reason: null,
       credit_attempt: rec.credit_attempt + 1,
       credit_write: "sent",
-      mark_state: "pending",
+      mark_state: this.ctx.settings.markCredited ? "pending" : "off",
       retry_count: 0,
       next_retry_at: Date.now() + WATCHDOG_MS,
     });
@@ -115,6 +121,28 @@ export class CreditProtocol {
     const after = this.ctx.store.load() ?? rec;
     await this.followUp.schedule(after, this.books.walletOwed(after).length > 0);
     return this.followUp.creditedOutcome(false);
+  }
+
+  /**
+   * The PI as it stands. A payment_intent.succeeded event is a snapshot taken at the success, and
+   * what decides a credit cannot change after it: status (succeeded is final), customer, amount
+   * received, currency, livemode, creation time, and the top-up marker set at creation. One
+   * thing can: the older server sets metadata.credited once it has credited the PI itself. So
+   * while it may be crediting (MARK_CREDITED on during a migration, or its own top-ups admitted
+   * by LEGACY_TOPUP_METADATA) the event cannot be trusted to be current, and the PI is read.
+   */
+  async #current(paymentIntentId: string, told: PaymentIntentFacts | null): Promise<PaymentIntentFacts | "unknown_pi" | "unavailable"> {
+    const { stripe, settings, store } = this.ctx;
+    const trusted = told !== null && told.id === paymentIntentId && !settings.markCredited && settings.topUps.legacy === null;
+    if (trusted) {
+      store.journal("read", "from_event", paymentIntentId);
+      return told;
+    }
+    const read = await stripe.paymentIntents.retrieve(paymentIntentId);
+    if (read.ok) return read.value;
+    if (read.failure.kind === "not_found") return "unknown_pi";
+    logEvent("stripe_read_failed", { payment_intent: paymentIntentId, error: read.failure.message });
+    return "unavailable";
   }
 
   #refuse(paymentIntentId: string, verdict: Exclude<Assessment, { ok: true }>, owner: string | null): Outcome {

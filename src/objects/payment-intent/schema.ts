@@ -9,7 +9,8 @@
 //   customer_id, amount, currency   what is owed, recorded before any Stripe write
 //   credit_attempt         n in the credit key: credit-tx:{pi} for 1, credit-tx:{pi}:{n} after
 //   credit_write           none: attempt n never sent; sent: sent, outcome unknown until seen
-//   mark_state             pending | done   (metadata.credited on the PI, a courtesy);
+//   mark_state             pending | done   (metadata.credited on the PI, a courtesy for the
+//                          older server, only while MARK_CREDITED is on); off: not marked;
 //                          withdrawing | withdrawn once Stripe refused the credit: the mark
 //                          must not outlive a credit that never happened
 //   mark_attempts          how many marks and withdrawals were sent; the first mark uses
@@ -35,6 +36,8 @@
 //   account's wallet has acknowledged; one still missing here is reported again until it is
 // notice (payment_intent_id, received_at, attempts): a payment_intent.succeeded webhook that
 //   arrived before any record; the alarm turns it into a credit
+// notice_facts (payment_intent_id, facts): the PI as that event carried it (JSON of the fields
+//   that decide a credit), so the credit need not read it again
 
 /** Created with the first record (store.ts), never for junk. States: src/credit/contract.ts. */
 export const SCHEMA = `
@@ -95,7 +98,14 @@ CREATE TABLE IF NOT EXISTS notice (
   payment_intent_id TEXT PRIMARY KEY,
   received_at INTEGER NOT NULL,
   attempts INTEGER NOT NULL DEFAULT 0
-);`;
+);
+CREATE TABLE IF NOT EXISTS notice_facts (payment_intent_id TEXT PRIMARY KEY, facts TEXT NOT NULL);`;
 
-/** Records made before the wallet existed have no reports table; their entries are owed to it. */
-export const REPORTS_TABLE = "CREATE TABLE IF NOT EXISTS reports (balance_transaction_id TEXT PRIMARY KEY, reported_at INTEGER NOT NULL)";
+/**
+ * Tables added after the first records were made, created for an existing record: records made
+ * before the wallet existed have no reports table (their entries are owed to it), and none made
+ * before webhooks carried their PI has notice_facts.
+ */
+export const LATER_TABLES = `
+CREATE TABLE IF NOT EXISTS reports (balance_transaction_id TEXT PRIMARY KEY, reported_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS notice_facts (payment_intent_id TEXT PRIMARY KEY, facts TEXT NOT NULL);`;

@@ -4,7 +4,8 @@
 // one `transactionSync`, so a crash never keeps half of it.
 
 import type { AdjustmentRecord, CreditRecord, CreditState, DisputeFact, DisputeStatus, JournalEntry, Notice } from "../../credit/contract.js";
-import { REPORTS_TABLE, SCHEMA } from "./schema.js";
+import type { PaymentIntentFacts } from "../../credit/policy.js";
+import { LATER_TABLES, SCHEMA } from "./schema.js";
 
 /** Keeps the journal bounded on a PI that fails for days. */
 const JOURNAL_LIMIT = 200;
@@ -35,7 +36,7 @@ export class CreditStore {
   #schemaExists(): boolean {
     if (!this.#hasSchema) {
       this.#hasSchema = this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'credit'").toArray().length > 0;
-      if (this.#hasSchema) this.sql.exec(REPORTS_TABLE);
+      if (this.#hasSchema) this.sql.exec(LATER_TABLES);
     }
     return this.#hasSchema;
   }
@@ -214,15 +215,29 @@ export class CreditStore {
     });
   }
 
-  /** Remembers a payment_intent.succeeded webhook that came before any record. */
-  noteNotice(paymentIntentId: string): void {
+  /**
+   * Remembers a payment_intent.succeeded webhook that came before any record, with the PI as its
+   * event carried it (the first that did: a PI's succeeded events all describe one success).
+   */
+  noteNotice(paymentIntentId: string, facts: PaymentIntentFacts | null): void {
     this.#ensureSchema();
-    this.sql.exec("INSERT INTO notice (payment_intent_id, received_at) VALUES (?, ?) ON CONFLICT (payment_intent_id) DO NOTHING", paymentIntentId, Date.now());
+    this.#atomically(() => {
+      this.sql.exec(
+        "INSERT INTO notice (payment_intent_id, received_at) VALUES (?, ?) ON CONFLICT (payment_intent_id) DO NOTHING",
+        paymentIntentId,
+        Date.now(),
+      );
+      if (facts)
+        this.sql.exec("INSERT INTO notice_facts (payment_intent_id, facts) VALUES (?, ?) ON CONFLICT DO NOTHING", paymentIntentId, JSON.stringify(facts));
+    });
   }
 
   notice(): Notice | null {
     if (!this.#schemaExists()) return null;
-    return (this.sql.exec<Record<string, SqlStorageValue>>("SELECT * FROM notice LIMIT 1").toArray()[0] as unknown as Notice | undefined) ?? null;
+    const row = this.sql.exec<{ payment_intent_id: string; received_at: number; attempts: number }>("SELECT * FROM notice LIMIT 1").toArray()[0];
+    if (!row) return null;
+    const facts = this.sql.exec<{ facts: string }>("SELECT facts FROM notice_facts WHERE payment_intent_id = ?", row.payment_intent_id).toArray()[0];
+    return { ...row, facts: facts ? (JSON.parse(facts.facts) as PaymentIntentFacts) : null };
   }
 
   /** Counts one more try of the notice and returns it. */
@@ -232,7 +247,11 @@ export class CreditStore {
   }
 
   clearNotice(): void {
-    if (this.#schemaExists()) this.sql.exec("DELETE FROM notice");
+    if (!this.#schemaExists()) return;
+    this.#atomically(() => {
+      this.sql.exec("DELETE FROM notice");
+      this.sql.exec("DELETE FROM notice_facts");
+    });
   }
 
   /** Appends one line to the journal; only once a record exists (junk leaves no trace). */
