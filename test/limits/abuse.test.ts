@@ -104,7 +104,9 @@ describe("junk confirms", () => {
     })();
     const honestAnswer = await confirm(honest.token, honest.pi.id, newIp());
     const answers = await flood;
-    const allowed = allowance(ACCOUNT_LIMIT, Date.now() - started);
+    // A bucket lives in its object's memory and an evicted one starts full (src/objects/limiter.ts):
+    // a flood slow enough for the limiter to go idle between batches may meet one full bucket more.
+    const allowed = allowance(ACCOUNT_LIMIT, Date.now() - started) + ACCOUNT_LIMIT;
 
     expect(honestAnswer.status).toBe(200);
     expect(await ledgerFor(honest.customer.id, honest.pi.id)).toHaveLength(1);
