@@ -167,7 +167,7 @@ function originOf(frame: CallFrame, inspector: Inspector): { file: string; line:
 }
 
 /** Native functions of the runtime that are the Durable Object's storage. */
-const STORAGE = new Set(["exec", "toArray", "one", "raw", "next", "setAlarm", "getAlarm", "deleteAlarm", "transactionSync", "get", "put", "delete", "list"]);
+const STORAGE = new Set(["exec", "toArray", "one", "raw", "transactionSync", "setAlarm", "getAlarm", "deleteAlarm"]);
 
 /**
  * The package a sample belongs to, as the summary groups them. `outside` marks a sample with no
