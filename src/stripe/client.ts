@@ -77,8 +77,10 @@ function poolOf(env: Env): PermitPool {
 function governedFetch(env: Env, priority: Priority, timeoutMs: number): typeof fetch {
   return async (input, init) => {
     if (!(await poolOf(env).take(priority))) throw new Error("The Stripe call budget is exhausted for now");
-    const timeout = AbortSignal.timeout(timeoutMs);
-    const signal = init?.signal ? AbortSignal.any([init.signal, timeout]) : timeout;
+    // Aborted without a reason, as the SDK's own timeout does, so the SDK reports a timeout.
+    const timeout = new AbortController();
+    setTimeout(() => timeout.abort(), timeoutMs);
+    const signal = init?.signal ? AbortSignal.any([init.signal, timeout.signal]) : timeout.signal;
     const res = await fetch(input, { ...init, signal });
     if (res.status === 429) await governorObject(env).slowDown();
     return res;

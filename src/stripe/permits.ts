@@ -28,6 +28,8 @@ const STALE_MS = 250;
 const DEMAND_WINDOW_MS = 500;
 /** As many as the governor grants in one lease. */
 const LEASE_MAX = 16;
+/** How long a lease may take before its sender is taken to have been cut off. */
+const LEASE_TIMEOUT_MS = 2_000;
 /** How often a call waiting on another call's lease looks for a permit. */
 const POLL_MS = 5;
 
@@ -38,6 +40,7 @@ export class PermitPool {
   #held: number[] = [];
   #waiting: Record<Priority, number> = { credit: 0, display: 0 };
   #leasing = false;
+  #leaseSentAt = 0;
   /** When the governor last refused (or could not be reached): calls waiting since then fail. */
   #refusedAt = -1;
   /** When the last call left, the next free departure, and the governor's spacing between calls (from its last lease). */
@@ -84,7 +87,10 @@ export class PermitPool {
         }
         if (this.#refusedAt >= since) return null;
         // Lease only when what is held cannot serve every waiting call; else wait for a turn.
-        if (this.#leasing || this.#held.length >= this.#waiting.credit + this.#waiting.display) await sleep(POLL_MS);
+        // A lease whose sender was cut off (its object aborted or evicted mid-call) never answers:
+        // after LEASE_TIMEOUT_MS another call sends one of its own.
+        const leasing = this.#leasing && now - this.#leaseSentAt < LEASE_TIMEOUT_MS;
+        if (leasing || this.#held.length >= this.#waiting.credit + this.#waiting.display) await sleep(POLL_MS);
         else await this.#lease();
       }
     } finally {
@@ -100,6 +106,8 @@ export class PermitPool {
   /** One lease for every call waiting now and the demand expected; sent and awaited by the calling call. */
   async #lease(): Promise<void> {
     this.#leasing = true;
+    const sentAt = Date.now();
+    this.#leaseSentAt = sentAt;
     try {
       const priority: Priority = this.#waiting.credit > 0 ? "credit" : "display";
       // Every call waiting, or what the last half second took if more: calls that arrive one by
@@ -122,7 +130,8 @@ export class PermitPool {
         this.#interval = lease.intervalMs;
       }
     } finally {
-      this.#leasing = false;
+      // Unless a later lease took over from this one (it was given up as cut off).
+      if (this.#leaseSentAt === sentAt) this.#leasing = false;
     }
   }
 
