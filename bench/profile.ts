@@ -1,4 +1,4 @@
-// `npx tsx bench/profile.ts`: where the Worker's CPU goes, per credit and per debit. Starts the
+// `npm run profile`: where the Worker's CPU goes, per credit and per debit. Starts the
 // emulator and `wrangler dev` as the benchmark does (bench/settings.ts), attaches to the inspector
 // of the workerd that runs the Worker and its objects (Chrome DevTools Protocol over a WebSocket)
 // and takes one sampling CPU profile per scenario:

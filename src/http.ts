@@ -1,6 +1,7 @@
 // Middleware shared by the routes: who is calling, and what a JSON body must look like before
 // anyone parses it (media type, size). Each one throws ApiError; app.ts's boundary renders it.
 
+import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
 import { bodyLimit } from "hono/body-limit";
 import { authenticate, authenticateService } from "./auth.js";
@@ -56,6 +57,14 @@ export function jsonBody(maxBytes: number) {
   });
 }
 
+/**
+ * Leaves the body's text in Hono's body cache, where its validator and `c.req.json()` read it
+ * from. The cache holds a promise of each form read (its declared type names the values).
+ */
+function cacheText(c: Context<AppEnv>, text: string): void {
+  (c.req.bodyCache as Record<string, Promise<unknown>>).text = Promise.resolve(text);
+}
+
 /** The longest Idempotency-Key accepted (Stripe's own limit). */
 const IDEMPOTENCY_KEY_MAX = 255;
 
@@ -89,17 +98,20 @@ export function parsedJsonBody(maxBytes: number, options: { optional?: boolean }
     const isJson = mediaType(c.req.header("content-type")) === "application/json";
     if (!isJson && !options.optional) throw unsupported();
     return limit(c, async () => {
-      // Read from a copy: the route's validator reads the request's own body after this. Read as
-      // bytes: .text() on a body whose Content-Type is not text (a form) makes workerd warn.
-      const text = c.req.raw.body === null ? "" : new TextDecoder().decode(await c.req.raw.clone().arrayBuffer());
+      // Read once, as bytes (.text() on a body whose Content-Type is not text, a form, makes
+      // workerd warn), and left in Hono's body cache as text: the route's validator then parses
+      // it from there instead of reading a copy of the request again.
+      const text = c.req.raw.body === null ? "" : new TextDecoder().decode(await c.req.arrayBuffer());
       if (text === "" && options.optional) {
         c.set("rawBody", {});
         // The validator reads `{}` as JSON too: the request is replaced (as bodyLimit does), not changed.
         const headers = new Headers(c.req.raw.headers);
         headers.set("content-type", "application/json");
         c.req.raw = new Request(c.req.raw, { headers, body: "{}" });
+        cacheText(c, "{}");
         return next();
       }
+      cacheText(c, text);
       if (!isJson) throw unsupported();
       let parsed: unknown;
       let protoKey = false;

@@ -3,10 +3,11 @@
 // storage. Anything else is 429 rate_limited with the limiter's Retry-After, and reaches
 // neither Stripe nor the object's protocol. The limits here are one confirm a minute.
 
-import { createExecutionContext } from "cloudflare:test";
+import { createExecutionContext, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { buildApp } from "../src/app.js";
+import { limiterObject } from "../src/objects/stubs.js";
 import {
   ORIGIN,
   alarmOf,
@@ -103,5 +104,23 @@ describe("a confirm over the limit", () => {
 
     expect(await confirmUnder(perAddress, token, pi.id, newIp())).toMatchObject({ status: 200, code: "credited" });
     expect(await searches()).toBeGreaterThan(0);
+  });
+});
+
+describe("a limiter that fails mid-call", () => {
+  it("is a 503 to come back (as any object reset is), never a 500, and nothing is credited", async () => {
+    const { pi, token, accountId } = await paidTopUp(1300);
+    const ip = newIp();
+    // The account's bucket object fails the way a reset object does: its RPC call throws.
+    await runInDurableObject(limiterObject(env, `confirm:acct:${accountId}`), (instance) => {
+      Object.assign(instance, {
+        take: () => {
+          throw new Error("Durable Object reset because its code was updated.");
+        },
+      });
+    });
+    const answer = await confirmUnder(perAccount, token, pi.id, ip);
+    expect(answer).toMatchObject({ status: 503, code: "stripe_unavailable" });
+    expect(await piRequests(pi.id)).toBe(0);
   });
 });

@@ -72,7 +72,8 @@ export class Outbox {
 
   /** Keeps `event` for sending; an event already kept (same id: the same fact) is not added twice. Call inside the fact's transaction. */
   add(event: ServiceEvent): void {
-    this.#sql.exec(SCHEMA);
+    // Parsing the schema costs every event; once the tables are known committed, it is skipped.
+    if (!this.#ready) this.#sql.exec(SCHEMA);
     this.#sql.exec("INSERT INTO outbox (id, event, created_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING", event.id, JSON.stringify(event), Date.now());
   }
 

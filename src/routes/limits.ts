@@ -8,6 +8,7 @@ import type { AppEnv } from "../http.js";
 import type { Take } from "../objects/contract.js";
 import { limiterObject } from "../objects/stubs.js";
 import { settings } from "../settings.js";
+import { callObject } from "./object-calls.js";
 
 /** Takes one request from the account's and the address's buckets for `kind`; a limit of 0 is no limit. */
 export async function checkLimits(c: Context<AppEnv>, kind: "confirm" | "topup", accountId: string): Promise<Take> {
@@ -16,7 +17,9 @@ export async function checkLimits(c: Context<AppEnv>, kind: "confirm" | "topup",
   const perAddress = kind === "confirm" ? limits.confirmPerAddress : limits.topUpPerAddress;
   // Cloudflare sets CF-Connecting-IP on every request; clients cannot choose it.
   const address = c.req.header("cf-connecting-ip") ?? "unknown";
-  const take = (key: string, perMinute: number): Promise<Take> => (perMinute === 0 ? Promise.resolve({ ok: true }) : limiterObject(c.env, key).take(perMinute));
+  // A limiter reset mid-call (deploy, eviction under load) is a 503 to come back, as for any object, not a 500.
+  const take = (key: string, perMinute: number): Promise<Take> =>
+    perMinute === 0 ? Promise.resolve({ ok: true }) : callObject(async (): Promise<Take> => await limiterObject(c.env, key).take(perMinute));
   const results = await Promise.all([take(`${kind}:acct:${accountId}`, perAccount), take(`${kind}:ip:${address}`, perAddress)]);
   const refused = results.filter((r): r is Extract<Take, { ok: false }> => !r.ok);
   return refused.length === 0 ? { ok: true } : { ok: false, retryAfterSeconds: Math.max(...refused.map((r) => r.retryAfterSeconds)) };

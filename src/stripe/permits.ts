@@ -2,7 +2,7 @@
 // (src/objects/governor.ts) in batches and spent here, so a Stripe call waits on a local timer,
 // not a round trip, and every object in the isolate draws from one pool. One lease call is in
 // flight at a time, asking for every call then waiting, or as many as the isolate used in the
-// last half second if more (a busy isolate leases ahead; a quiet one leases only what it needs,
+// last second if more (a busy isolate leases ahead; a quiet one leases only what it needs,
 // so little is left unspent when it goes quiet).
 //
 // Each call waits on timers of its own and the lease is awaited only by the call that sent it:
@@ -25,7 +25,7 @@ export interface Leaser {
 /** How long past its time a permit may still be used. */
 const STALE_MS = 250;
 /** Demand is estimated over this window, and leased ahead for as long. */
-const DEMAND_WINDOW_MS = 500;
+const DEMAND_WINDOW_MS = 1_000;
 /** As many as the governor grants in one lease. */
 const LEASE_MAX = 16;
 /** How long a lease may take before its sender is taken to have been cut off. */
@@ -110,7 +110,7 @@ export class PermitPool {
     this.#leaseSentAt = sentAt;
     try {
       const priority: Priority = this.#waiting.credit > 0 ? "credit" : "display";
-      // Every call waiting, or what the last half second took if more: calls that arrive one by
+      // Every call waiting, or what the last second took if more: calls that arrive one by
       // one (a credit's second call, as its first returns) then find a permit held, instead of
       // each sending a lease of one.
       const want = Math.min(LEASE_MAX, Math.max(1, this.#waiting.credit + this.#waiting.display - this.#held.length, this.#expected() - this.#held.length));

@@ -39,9 +39,17 @@
 // notice_facts (payment_intent_id, facts): the PI as that event carried it (JSON of the fields
 //   that decide a credit), so the credit need not read it again
 
-/** Created with the first record (store.ts), never for junk. States: src/credit/contract.ts. */
-export const SCHEMA = `
-CREATE TABLE IF NOT EXISTS credit (
+/**
+ * Each table's definition. A table is created when first written (store.ts), so a PI that
+ * only ever credits has `credit`, `journal` and `reports`, and none of the tables for refunds,
+ * disputes or webhooks that came first: every table is a B-tree and an index to create and
+ * store, and a schema to parse again, for each new PaymentIntent. Junk gets none at all.
+ * The journal's `seq` is an INTEGER PRIMARY KEY without AUTOINCREMENT: lines are only ever
+ * dropped from the oldest end, so a number is never reused, and no sequence table is written
+ * per line. States: src/credit/contract.ts.
+ */
+export const TABLES = {
+  credit: `CREATE TABLE IF NOT EXISTS credit (
   payment_intent_id TEXT PRIMARY KEY,
   state TEXT NOT NULL,
   customer_id TEXT,
@@ -63,22 +71,22 @@ CREATE TABLE IF NOT EXISTS credit (
   created_at INTEGER NOT NULL,
   updated_at INTEGER NOT NULL,
   credited_at INTEGER
-);
-CREATE TABLE IF NOT EXISTS journal (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+)`,
+  journal: `CREATE TABLE IF NOT EXISTS journal (
+  seq INTEGER PRIMARY KEY,
   at INTEGER NOT NULL,
   step TEXT NOT NULL,
   outcome TEXT NOT NULL,
   detail TEXT
-);
-CREATE TABLE IF NOT EXISTS facts (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS disputes (
+)`,
+  facts: "CREATE TABLE IF NOT EXISTS facts (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+  disputes: `CREATE TABLE IF NOT EXISTS disputes (
   dispute_id TEXT PRIMARY KEY,
   amount INTEGER NOT NULL,
   status TEXT NOT NULL,
   first_seen INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS adjustments (
+)`,
+  adjustments: `CREATE TABLE IF NOT EXISTS adjustments (
   operation TEXT PRIMARY KEY,
   kind TEXT NOT NULL,
   direction TEXT NOT NULL,
@@ -92,20 +100,14 @@ CREATE TABLE IF NOT EXISTS adjustments (
   last_error TEXT,
   created_at INTEGER NOT NULL,
   updated_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS reports (balance_transaction_id TEXT PRIMARY KEY, reported_at INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS notice (
+)`,
+  reports: "CREATE TABLE IF NOT EXISTS reports (balance_transaction_id TEXT PRIMARY KEY, reported_at INTEGER NOT NULL)",
+  notice: `CREATE TABLE IF NOT EXISTS notice (
   payment_intent_id TEXT PRIMARY KEY,
   received_at INTEGER NOT NULL,
   attempts INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS notice_facts (payment_intent_id TEXT PRIMARY KEY, facts TEXT NOT NULL);`;
+)`,
+  notice_facts: "CREATE TABLE IF NOT EXISTS notice_facts (payment_intent_id TEXT PRIMARY KEY, facts TEXT NOT NULL)",
+} as const;
 
-/**
- * Tables added after the first records were made, created for an existing record: records made
- * before the wallet existed have no reports table (their entries are owed to it), and none made
- * before webhooks carried their PI has notice_facts.
- */
-export const LATER_TABLES = `
-CREATE TABLE IF NOT EXISTS reports (balance_transaction_id TEXT PRIMARY KEY, reported_at INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS notice_facts (payment_intent_id TEXT PRIMARY KEY, facts TEXT NOT NULL);`;
+export type Table = keyof typeof TABLES;

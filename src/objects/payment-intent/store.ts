@@ -5,27 +5,36 @@
 
 import type { AdjustmentRecord, CreditRecord, CreditState, DisputeFact, DisputeStatus, JournalEntry, Notice } from "../../credit/contract.js";
 import type { PaymentIntentFacts } from "../../credit/policy.js";
-import { LATER_TABLES, SCHEMA } from "./schema.js";
+import { TABLES, type Table } from "./schema.js";
 
 /** Keeps the journal bounded on a PI that fails for days. */
 const JOURNAL_LIMIT = 200;
 
 /**
- * Typed access to one PaymentIntent object's tables. The schema is created with the first
- * record, not in the constructor: an object asked about a PI that turns out to be junk (unknown,
- * someone else's) must leave no storage behind.
+ * Typed access to one PaymentIntent object's tables. Each table is created when first written
+ * (schema.ts), none in the constructor: an object asked about a PI that turns out to be junk
+ * (unknown, someone else's) must leave no storage behind.
  */
 export class CreditStore {
-  #hasSchema = false;
+  /** Which tables exist, as far as this instance has looked or made them. */
+  readonly #tables = new Map<Table, boolean>();
   private readonly sql: SqlStorage;
 
   constructor(private readonly storage: DurableObjectStorage) {
     this.sql = storage.sql;
   }
 
-  /** Runs `write` as one transaction: all of its statements land, or none. */
+  /**
+   * Runs `write` as one transaction: all of its statements land, or none. A table it made is
+   * gone again if it throws, so what this instance knows of its tables is looked up afresh.
+   */
   #atomically<T>(write: () => T): T {
-    return this.storage.transactionSync(write);
+    try {
+      return this.storage.transactionSync(write);
+    } catch (err) {
+      this.#tables.clear();
+      throw err;
+    }
   }
 
   /** Several changes (a record's and its event's, outbox.ts) as one transaction. */
@@ -33,30 +42,37 @@ export class CreditStore {
     return this.#atomically(write);
   }
 
-  #schemaExists(): boolean {
-    if (!this.#hasSchema) {
-      this.#hasSchema = this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'credit'").toArray().length > 0;
-      if (this.#hasSchema) this.sql.exec(LATER_TABLES);
+  #has(table: Table): boolean {
+    let known = this.#tables.get(table);
+    if (known === undefined) {
+      known = this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", table).toArray().length > 0;
+      this.#tables.set(table, known);
     }
-    return this.#hasSchema;
+    return known;
   }
 
-  #ensureSchema(): void {
-    if (!this.#schemaExists()) {
-      this.sql.exec(SCHEMA);
-      this.#hasSchema = true;
+  #ensure(...tables: Table[]): void {
+    for (const table of tables) {
+      if (this.#has(table)) continue;
+      this.sql.exec(TABLES[table]);
+      this.#tables.set(table, true);
     }
+  }
+
+  /** Whatever is written about a PI has its record's table and journal to go with it. */
+  #ensureCore(...more: Table[]): void {
+    this.#ensure("credit", "journal", ...more);
   }
 
   load(): CreditRecord | null {
-    if (!this.#schemaExists()) return null;
+    if (!this.#has("credit")) return null;
     const rows = this.sql.exec<Record<string, SqlStorageValue>>("SELECT * FROM credit LIMIT 1").toArray();
     return rows.length === 0 ? null : (rows[0] as unknown as CreditRecord);
   }
 
   /** Records a new PI's state; `fields` are what is known at that point. */
   insert(paymentIntentId: string, state: CreditState, fields: Partial<CreditRecord> = {}): CreditRecord {
-    this.#ensureSchema();
+    this.#ensureCore();
     const now = Date.now();
     const row: CreditRecord = {
       payment_intent_id: paymentIntentId,
@@ -116,7 +132,7 @@ export class CreditStore {
 
   /** Raises the cumulative refunded amount (events arrive out of order; it never goes down). */
   noteRefunded(amountRefunded: number): number {
-    this.#ensureSchema();
+    this.#ensureCore("facts");
     this.sql.exec(
       "INSERT INTO facts (name, value) VALUES ('amount_refunded', ?) ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)",
       amountRefunded,
@@ -125,14 +141,14 @@ export class CreditStore {
   }
 
   refunded(): number {
-    if (!this.#schemaExists()) return 0;
+    if (!this.#has("facts")) return 0;
     const row = this.sql.exec<{ value: number }>("SELECT value FROM facts WHERE name = 'amount_refunded'").toArray()[0];
     return row?.value ?? 0;
   }
 
   /** Records what a dispute event says; a closed dispute stays closed whatever arrives later. */
   noteDispute(disputeId: string, amount: number, status: DisputeStatus): void {
-    this.#ensureSchema();
+    this.#ensureCore("disputes");
     this.sql.exec(
       `INSERT INTO disputes (dispute_id, amount, status, first_seen) VALUES (?, ?, ?, ?)
        ON CONFLICT (dispute_id) DO UPDATE SET status = CASE WHEN status = 'open' THEN excluded.status ELSE status END`,
@@ -144,12 +160,12 @@ export class CreditStore {
   }
 
   disputes(): DisputeFact[] {
-    if (!this.#schemaExists()) return [];
+    if (!this.#has("disputes")) return [];
     return this.sql.exec<Record<string, SqlStorageValue>>("SELECT * FROM disputes ORDER BY first_seen, dispute_id").toArray() as unknown as DisputeFact[];
   }
 
   adjustments(): AdjustmentRecord[] {
-    if (!this.#schemaExists()) return [];
+    if (!this.#has("adjustments")) return [];
     return this.sql
       .exec<Record<string, SqlStorageValue>>("SELECT * FROM adjustments ORDER BY created_at, operation")
       .toArray() as unknown as AdjustmentRecord[];
@@ -157,7 +173,7 @@ export class CreditStore {
 
   /** Plans an adjustment (durably, before any Stripe write for it). */
   planAdjustment(a: Pick<AdjustmentRecord, "operation" | "kind" | "direction" | "amount" | "dispute_id">): void {
-    this.#ensureSchema();
+    this.#ensureCore("adjustments");
     const now = Date.now();
     this.#atomically(() => {
       this.sql.exec(
@@ -200,7 +216,7 @@ export class CreditStore {
 
   /** The ledger entries the account's wallet has acknowledged. */
   reported(): Set<string> {
-    if (!this.#schemaExists()) return new Set();
+    if (!this.#has("reports")) return new Set();
     return new Set(
       this.sql
         .exec<{ balance_transaction_id: string }>("SELECT balance_transaction_id FROM reports")
@@ -210,6 +226,7 @@ export class CreditStore {
   }
 
   noteReported(ids: string[]): void {
+    this.#ensureCore("reports");
     this.#atomically(() => {
       for (const id of ids) this.sql.exec("INSERT INTO reports (balance_transaction_id, reported_at) VALUES (?, ?) ON CONFLICT DO NOTHING", id, Date.now());
     });
@@ -220,7 +237,7 @@ export class CreditStore {
    * event carried it (the first that did: a PI's succeeded events all describe one success).
    */
   noteNotice(paymentIntentId: string, facts: PaymentIntentFacts | null): void {
-    this.#ensureSchema();
+    this.#ensureCore("notice", "notice_facts");
     this.#atomically(() => {
       this.sql.exec(
         "INSERT INTO notice (payment_intent_id, received_at) VALUES (?, ?) ON CONFLICT (payment_intent_id) DO NOTHING",
@@ -233,10 +250,12 @@ export class CreditStore {
   }
 
   notice(): Notice | null {
-    if (!this.#schemaExists()) return null;
+    if (!this.#has("notice")) return null;
     const row = this.sql.exec<{ payment_intent_id: string; received_at: number; attempts: number }>("SELECT * FROM notice LIMIT 1").toArray()[0];
     if (!row) return null;
-    const facts = this.sql.exec<{ facts: string }>("SELECT facts FROM notice_facts WHERE payment_intent_id = ?", row.payment_intent_id).toArray()[0];
+    const facts = this.#has("notice_facts")
+      ? this.sql.exec<{ facts: string }>("SELECT facts FROM notice_facts WHERE payment_intent_id = ?", row.payment_intent_id).toArray()[0]
+      : undefined;
     return { ...row, facts: facts ? (JSON.parse(facts.facts) as PaymentIntentFacts) : null };
   }
 
@@ -247,24 +266,28 @@ export class CreditStore {
   }
 
   clearNotice(): void {
-    if (!this.#schemaExists()) return;
+    if (!this.#has("notice")) return;
     this.#atomically(() => {
       this.sql.exec("DELETE FROM notice");
-      this.sql.exec("DELETE FROM notice_facts");
+      if (this.#has("notice_facts")) this.sql.exec("DELETE FROM notice_facts");
     });
   }
 
   /** Appends one line to the journal; only once a record exists (junk leaves no trace). */
   journal(step: string, outcome: string, detail: string | null): void {
-    if (!this.#schemaExists()) return;
+    if (!this.#has("credit")) return;
+    this.#ensure("journal");
     this.#atomically(() => {
-      this.sql.exec("INSERT INTO journal (at, step, outcome, detail) VALUES (?, ?, ?, ?)", Date.now(), step, outcome, detail);
-      this.sql.exec("DELETE FROM journal WHERE seq <= (SELECT MAX(seq) FROM journal) - ?", JOURNAL_LIMIT);
+      const { seq } = this.sql
+        .exec<{ seq: number }>("INSERT INTO journal (at, step, outcome, detail) VALUES (?, ?, ?, ?) RETURNING seq", Date.now(), step, outcome, detail)
+        .one();
+      // Only a journal past its bound has lines to drop: a credit's few lines cost no delete.
+      if (seq > JOURNAL_LIMIT) this.sql.exec("DELETE FROM journal WHERE seq <= ?", seq - JOURNAL_LIMIT);
     });
   }
 
   journalEntries(): JournalEntry[] {
-    if (!this.#schemaExists()) return [];
+    if (!this.#has("journal")) return [];
     return this.sql.exec<Record<string, SqlStorageValue>>("SELECT * FROM journal ORDER BY seq").toArray() as unknown as JournalEntry[];
   }
 }
