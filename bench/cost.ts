@@ -448,7 +448,13 @@ export function costReport(rows: CostRow[], burst: GovernedBurst | null): string
     r.cpu_all_ms_floor,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => String(c[i]).length)));
-  const line = (cs: (string | number)[]) => cs.map((c, i) => (i < 2 ? String(c).padEnd(widths[i] ?? 0) : String(c).padStart(widths[i] ?? 0))).join("  ");
+  // Names left-aligned, figures right-aligned; a column's "│ " stays at its left edge.
+  const cell = (c: string | number, w: number) => {
+    const text = String(c);
+    if (text === "│") return text.padEnd(w);
+    return text.startsWith("│ ") ? `│ ${text.slice(2).padStart(w - 2)}` : text.padStart(w);
+  };
+  const line = (cs: (string | number)[]) => cs.map((c, i) => (i < 2 ? String(c).padEnd(widths[i] ?? 0) : cell(c, widths[i] ?? 0))).join("  ");
   const out = [
     "Cost per credit and per debit: CPU ms of the Worker's workerd per unit (credit or debit), gross, the floor (GET /healthz at the same concurrency, measured just before) and net of it; then every process of wrangler dev (workerd, its proxy, its Node process). Webhook p50: delivery to credit.",
     "",

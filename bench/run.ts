@@ -505,7 +505,13 @@ const rows = scenarios.map((s) => [
   s.cpu_ms_per_credit ? `│ ${s.cpu_ms_per_credit.runtime}+${s.cpu_ms_per_credit.proxy}+${s.cpu_ms_per_credit.wrangler}` : "│",
 ]);
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
-const line = (cells: (string | number)[]) => cells.map((c, i) => String(c).padStart(widths[i] ?? 0)).join("  ");
+// A column's "│ " stays at its left edge, its figure right-aligned after it.
+const cell = (c: string | number, w: number) => {
+  const text = String(c);
+  if (text === "│") return text.padEnd(w);
+  return text.startsWith("│ ") ? `│ ${text.slice(2).padStart(w - 2)}` : text.padStart(w);
+};
+const line = (cells: (string | number)[]) => cells.map((c, i) => cell(c, widths[i] ?? 0)).join("  ");
 if (scenarios.length > 0) {
   console.log(
     `\nL = ${L} ms per Stripe call. Stripe calls and credits are totals per scenario (a→b: credits when the answers came, then after the objects' alarms); latencies are per confirm.\n`,
