@@ -192,6 +192,17 @@ function costRow(
   };
 }
 
+/** Runs `work` under the profiler (if any); what it answered, and the CPU the stack spent on it once quiet again. */
+async function measured<T>(ctx: CostContext, work: () => Promise<T>): Promise<{ result: T; spent: CpuSample }> {
+  await ctx.profiler?.start();
+  const before = ctx.cpu.sample();
+  const result = await work();
+  await ctx.cpu.settle();
+  const spent = cpuSpent(before, ctx.cpu.sample());
+  await ctx.profiler?.stop();
+  return { result, spent };
+}
+
 async function confirm(url: string, token: string, pi: string): Promise<number> {
   const res = await fetch(`${url}/billing/confirm_payment`, {
     method: "POST",
@@ -220,13 +231,13 @@ export async function browserCredits(ctx: CostContext, name: string, n: number, 
   const floor = await measureFloor(ctx, concurrency, ctx.floorRequests);
   const pis = new Set(jobs.map((j) => j.pi));
   const from = Date.now();
-  await ctx.profiler?.start();
-  const before = ctx.cpu.sample();
-  const run = await drive(jobs.length, concurrency, (i) => confirm(ctx.url, (jobs[i] as Prepared).token, (jobs[i] as Prepared).pi));
-  const done = await creditsSettled(ctx, pis);
-  await ctx.cpu.settle();
-  const spent = cpuSpent(before, ctx.cpu.sample());
-  await ctx.profiler?.stop();
+  const {
+    result: { run, done },
+    spent,
+  } = await measured(ctx, async () => {
+    const run = await drive(jobs.length, concurrency, (i) => confirm(ctx.url, (jobs[i] as Prepared).token, (jobs[i] as Prepared).pi));
+    return { run, done: await creditsSettled(ctx, pis) };
+  });
   return costRow(
     ctx,
     name,
@@ -332,12 +343,7 @@ export async function debits(ctx: CostContext, name: string, n: number, concurre
   for (let i = 0; i < 20; i++) await debit(-1 - i);
   const floor = await measureFloor(ctx, concurrency, ctx.floorRequests);
   const from = Date.now();
-  await ctx.profiler?.start();
-  const before = ctx.cpu.sample();
-  const run = await drive(n, concurrency, debit);
-  await ctx.cpu.settle();
-  const spent = cpuSpent(before, ctx.cpu.sample());
-  await ctx.profiler?.stop();
+  const { result: run, spent } = await measured(ctx, () => drive(n, concurrency, debit));
   return costRow(
     ctx,
     name,
