@@ -12,7 +12,8 @@
 import type { Emulator } from "../test/emulator/emulator.js";
 import { cpuSpent, type CpuSample, type StackCpu } from "./cpu.js";
 import { drive } from "./spend.js";
-import type { TopUp } from "./top-ups.js";
+import { OPERATOR_TOKEN, SERVICE_TOKEN } from "./settings.js";
+import type { TopUp, TopUps } from "./top-ups.js";
 
 type Prepared = TopUp;
 
@@ -33,6 +34,27 @@ export interface CostContext {
   floorRequests?: number;
   /** Started just before a row's own requests and stopped once the stack is quiet after them (bench/profile.ts). */
   profiler?: { start: () => Promise<void>; stop: () => Promise<void> };
+}
+
+/** The rows' context on the Worker at `url` (its workerd's processes: `cpu`), paid top-ups made by `paid`, with the benchmark's tokens. */
+export function costContext(
+  emu: Emulator,
+  paid: TopUps,
+  edge: { url: string; cpu: StackCpu },
+  settings: Record<string, string>,
+  more: Pick<CostContext, "floorRequests" | "profiler"> = {},
+): CostContext {
+  return {
+    emu,
+    url: edge.url,
+    cpu: edge.cpu,
+    prepare: (count, perAccount, amount) => paid.prepare({ name: "edge", url: edge.url }, count, perAccount, amount),
+    creditsFor: paid.creditsFor,
+    serviceToken: SERVICE_TOKEN,
+    operatorToken: OPERATOR_TOKEN,
+    settings,
+    ...more,
+  };
 }
 
 /** GET /healthz at a concurrency: the floor a row is compared with. */

@@ -25,8 +25,8 @@ import { parseArgs } from "node:util";
 import { startEmulator } from "../test/emulator/server.js";
 import { freePort } from "../scripts/stack.js";
 import { startBare } from "./bare.js";
-import { browserCredits, debits, type CostContext, type CostRow } from "./cost.js";
-import { benchVars, JWT_SECRET, OPERATOR_TOKEN, SERVICE_TOKEN, WEBHOOK_SECRET } from "./settings.js";
+import { browserCredits, costContext, debits, type CostRow } from "./cost.js";
+import { benchVars, JWT_SECRET, WEBHOOK_SECRET } from "./settings.js";
 import { topUps } from "./top-ups.js";
 
 const { values } = parseArgs({
@@ -87,27 +87,25 @@ const bare = await startBare({ port: await freePort(), vars: benchVars(emulatorP
 const paid = topUps(emu, JWT_SECRET);
 let recording: ChildProcess | null = null;
 let file = "";
-const ctx: CostContext = {
+const ctx = costContext(
   emu,
-  url: bare.url,
-  cpu: bare.cpu,
-  prepare: (count, perAccount, amount) => paid.prepare({ name: "edge", url: bare.url }, count, perAccount, amount),
-  creditsFor: paid.creditsFor,
-  serviceToken: SERVICE_TOKEN,
-  operatorToken: OPERATOR_TOKEN,
-  settings: { runtime: "workerd without wrangler dev" },
-  profiler: {
-    start: async () => {
-      recording = spawn("perf", ["record", "-F", "999", "-g", "-p", String(bare.cpu.runtimePid), "-o", file], { stdio: "ignore" });
-      await new Promise((r) => setTimeout(r, 300));
-    },
-    stop: async () => {
-      const done = new Promise((r) => recording?.once("exit", r));
-      recording?.kill("SIGINT");
-      await done;
+  paid,
+  bare,
+  { runtime: "workerd without wrangler dev" },
+  {
+    profiler: {
+      start: async () => {
+        recording = spawn("perf", ["record", "-F", "999", "-g", "-p", String(bare.cpu.runtimePid), "-o", file], { stdio: "ignore" });
+        await new Promise((r) => setTimeout(r, 300));
+      },
+      stop: async () => {
+        const done = new Promise((r) => recording?.once("exit", r));
+        recording?.kill("SIGINT");
+        await done;
+      },
     },
   },
-};
+);
 try {
   // Warm: module load, the first objects, the JIT, outside the samples.
   await browserCredits({ ...ctx, profiler: undefined }, "warm", 20, 10);

@@ -26,9 +26,9 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { projectRoot } from "../scripts/dev-vars.js";
 import { freePort, startStack } from "../scripts/stack.js";
-import { browserCredits, debits, webhookCredits, type CostContext, type CostRow } from "./cost.js";
+import { browserCredits, costContext, debits, webhookCredits, type CostContext, type CostRow } from "./cost.js";
 import { StackCpu } from "./cpu.js";
-import { benchVars, JWT_SECRET, OPERATOR_TOKEN, SERVICE_TOKEN, WEBHOOK_SECRET } from "./settings.js";
+import { benchVars, JWT_SECRET, WEBHOOK_SECRET } from "./settings.js";
 import { topUps } from "./top-ups.js";
 
 const { values } = parseArgs({
@@ -342,18 +342,7 @@ try {
   await inspector.send("Profiler.enable");
   await inspector.send("Profiler.setSamplingInterval", { interval: Number(values.interval) });
 
-  const system = { name: "edge", url: stack.workerUrl };
-  const t = topUps(emu, JWT_SECRET);
-  const ctx: CostContext = {
-    emu,
-    url: stack.workerUrl,
-    cpu,
-    prepare: (count, perAccount, amount) => t.prepare(system, count, perAccount, amount),
-    creditsFor: t.creditsFor,
-    serviceToken: SERVICE_TOKEN,
-    operatorToken: OPERATOR_TOKEN,
-    settings: overrides,
-  };
+  const ctx = costContext(emu, topUps(emu, JWT_SECRET), { url: stack.workerUrl, cpu }, overrides);
   // Warm: module load, the first objects, the JIT, outside the profiles.
   await browserCredits(ctx, "warm", 20, 10);
   await debits(ctx, "warm", 100, 16);

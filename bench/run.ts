@@ -29,11 +29,21 @@ import { parseArgs } from "node:util";
 import { projectRoot } from "../scripts/dev-vars.js";
 import { freePort, startStack } from "../scripts/stack.js";
 import { topUps } from "./top-ups.js";
-import { benchVars, JWT_SECRET, OPERATOR_TOKEN, SERVICE_TOKEN, STRIPE_KEY, WEBHOOK_SECRET } from "./settings.js";
+import { benchVars, JWT_SECRET, SERVICE_TOKEN, STRIPE_KEY, WEBHOOK_SECRET } from "./settings.js";
 import { runSpending, spendingReport, type SpendResults } from "./spend.js";
 import { StackCpu, cpuSpent, type CpuSample } from "./cpu.js";
 import { startBare } from "./bare.js";
-import { browserCredits, costReport, debits as debitRow, governedBurst, webhookCredits, type CostContext, type CostRow, type GovernedBurst } from "./cost.js";
+import {
+  browserCredits,
+  costContext,
+  costReport,
+  debits as debitRow,
+  governedBurst,
+  webhookCredits,
+  type CostContext,
+  type CostRow,
+  type GovernedBurst,
+} from "./cost.js";
 
 const { values } = parseArgs({
   options: {
@@ -137,7 +147,8 @@ const systems: System[] = [
   { name: "baseline", url: `http://127.0.0.1:${baselinePort}` },
 ];
 
-const { token, prepare: prepareOn, creditsFor } = topUps(emu, SECRET);
+const paid = topUps(emu, SECRET);
+const { token, prepare: prepareOn, creditsFor } = paid;
 /** `count` succeeded PaymentIntents over accounts of `perAccount` each; this service's accounts know their customer (as after a first top-up). */
 const prepare = (system: System, count: number, perAccount: number, amount?: number) => prepareOn(system, count, perAccount, amount);
 
@@ -369,24 +380,14 @@ async function onBare(overrides: Record<string, string>, job: (edge: System) => 
   }
 }
 
-function costContext(edge: System, settings: Record<string, string>): CostContext {
+function contextOn(edge: System, settings: Record<string, string>): CostContext {
   if (!edge.cpu) throw new Error(`no processes found for ${edge.url}`);
-  return {
-    emu,
-    url: edge.url,
-    cpu: edge.cpu,
-    prepare: (count, perAccount, amount) => prepare(edge, count, perAccount, amount),
-    creditsFor,
-    serviceToken: SERVICE_TOKEN,
-    operatorToken: OPERATOR_TOKEN,
-    settings,
-    floorRequests: quick ? 300 : 600,
-  };
+  return costContext(emu, paid, { url: edge.url, cpu: edge.cpu }, settings, { floorRequests: quick ? 300 : 600 });
 }
 
 /** Browser credits, webhook credits and debits on `edge`, whose settings differ by `settings`. */
 async function costRowsOn(edge: System, settings: Record<string, string>, suffix: string): Promise<void> {
-  const ctx = costContext(edge, settings);
+  const ctx = contextOn(edge, settings);
   const row = async (name: string, run: () => Promise<CostRow>) => {
     process.stdout.write(`  ${name}${suffix}…`);
     costRows.push(await run());
@@ -402,7 +403,7 @@ async function otherCostRows(): Promise<void> {
   await onOtherStack({ LOG_LEVEL: "off" }, (edge) => costRowsOn(edge, { LOG_LEVEL: "off" }, ", log off"));
   await onOtherStack({ MARK_CREDITED: "true" }, async (edge) => {
     process.stdout.write("  browser mark=on…");
-    costRows.push(await browserCredits(costContext(edge, { MARK_CREDITED: "true" }), "browser mark=on", creditN, CREDIT_CONCURRENCY));
+    costRows.push(await browserCredits(contextOn(edge, { MARK_CREDITED: "true" }), "browser mark=on", creditN, CREDIT_CONCURRENCY));
     process.stdout.write(" done\n");
   });
   await onBare({}, (edge) => costRowsOn(edge, { runtime: "workerd without wrangler dev" }, ", no wrangler dev"));
@@ -410,7 +411,7 @@ async function otherCostRows(): Promise<void> {
     const n = quick ? 100 : 200;
     process.stdout.write(`  governed burst N=${n}…`);
     const ungoverned = costRows.find((r) => r.name === "browser mark=off");
-    burst = await governedBurst(costContext(edge, { STRIPE_RATE_LIMIT: "20" }), n, 10, 20, ungoverned?.p50_ms ?? null);
+    burst = await governedBurst(contextOn(edge, { STRIPE_RATE_LIMIT: "20" }), n, 10, 20, ungoverned?.p50_ms ?? null);
     process.stdout.write(" done\n");
   });
 }

@@ -18,8 +18,8 @@ export function setLogLevel(level: LogLevel): void {
   threshold = RANK[level];
 }
 
-/** Whether a line at `level` would be written (to skip building an expensive one). */
-export function logs(level: LineLevel): boolean {
+/** Whether a line at `level` would be written. */
+function logs(level: LineLevel): boolean {
   return RANK[level] >= threshold;
 }
 

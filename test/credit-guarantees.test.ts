@@ -60,6 +60,19 @@ async function creditedTopUp(amount: number) {
   return top;
 }
 
+/** Runs `fn` while every read of the PI is slow (150 ms) and then fails with a 500; both undone after. */
+async function whileReadsFail(paymentIntentId: string, fn: () => Promise<void>): Promise<void> {
+  const path = `/v1/payment_intents/${paymentIntentId}`;
+  await emu("/latency", { ms: 150, method: "GET", path });
+  const readFault = await addFault({ kind: "error_500", saved: false, method: "GET", path, times: 100_000 });
+  try {
+    await fn();
+  } finally {
+    await removeFault(readFault);
+    await emu("/latency", { ms: 0, method: "GET", path });
+  }
+}
+
 describe("an acknowledged webhook is a promise", () => {
   // The webhook's alarm reads the PI too only while the object marks what it credits (an older
   // server may be crediting the same PI): then it fails with the browsers. Unmarked, the signed
@@ -67,9 +80,7 @@ describe("an acknowledged webhook is a promise", () => {
   it("150 browsers fail to read the PI, the webhook is answered 200, no browser comes back: credited once", async () => {
     const { customer, pi, token } = await paidTopUp(1500);
     await markingOn(pi.id);
-    await emu("/latency", { ms: 150, method: "GET", path: `/v1/payment_intents/${pi.id}` });
-    const readFault = await addFault({ kind: "error_500", saved: false, method: "GET", path: `/v1/payment_intents/${pi.id}`, times: 100_000 });
-    try {
+    await whileReadsFail(pi.id, async () => {
       const browsers = Array.from({ length: 150 }, () => confirm(token, pi.id).then(answerOf));
       await new Promise((r) => setTimeout(r, 100));
       expect((await deliver(await lastEvent("payment_intent.succeeded", pi.id))).status).toBe(200);
@@ -83,10 +94,7 @@ describe("an acknowledged webhook is a promise", () => {
       // (Its alarm may be running at this very moment, so the notice is what is checked.)
       expect(await ledgerFor(customer.id, pi.id)).toEqual([]);
       expect(await noticeOf(pi.id)).toBe(pi.id);
-    } finally {
-      await removeFault(readFault);
-      await emu("/latency", { ms: 0, method: "GET", path: `/v1/payment_intents/${pi.id}` });
-    }
+    });
     // Only the object's own alarm is left to finish it.
     const done = await waitForObject(pi.id, settledCredit);
     expect(done.record?.credited_by).toBe("webhook");
@@ -95,9 +103,7 @@ describe("an acknowledged webhook is a promise", () => {
 
   it("browsers fail to read the PI, and nothing marks: the webhook credits from its event meanwhile, and a browser coming back is answered from the record", async () => {
     const { customer, pi, token } = await paidTopUp(1400);
-    await emu("/latency", { ms: 150, method: "GET", path: `/v1/payment_intents/${pi.id}` });
-    const readFault = await addFault({ kind: "error_500", saved: false, method: "GET", path: `/v1/payment_intents/${pi.id}`, times: 100_000 });
-    try {
+    await whileReadsFail(pi.id, async () => {
       const browsers = Array.from({ length: 20 }, () => confirm(token, pi.id).then(answerOf));
       await new Promise((r) => setTimeout(r, 100));
       expect((await deliver(await lastEvent("payment_intent.succeeded", pi.id))).status).toBe(200);
@@ -108,10 +114,7 @@ describe("an acknowledged webhook is a promise", () => {
       expect(done.record).toMatchObject({ credited_by: "webhook", mark_state: "off" });
       expect(await ledgerAmounts(customer.id, pi.id)).toEqual([-1400]);
       expect(await answerOf(await confirm(token, pi.id))).toMatchObject({ status: 200, code: "already_credited", txId: done.record?.balance_transaction_id });
-    } finally {
-      await removeFault(readFault);
-      await emu("/latency", { ms: 0, method: "GET", path: `/v1/payment_intents/${pi.id}` });
-    }
+    });
   });
 });
 
