@@ -219,7 +219,7 @@ export default defineConfig({
           hookTimeout: 180_000,
         },
       },
-      workerProject("worker", "test/{*,wallet/*,events/*,recharge/*}.test.ts", "test/global-setup.ts", "emulatorUrl", TEST_BINDINGS, 30_000, true),
+      workerProject("worker", "test/{*,wallet/*,events/*,recharge/*,metrics/*}.test.ts", "test/global-setup.ts", "emulatorUrl", TEST_BINDINGS, 30_000, true),
       // Thousands of requests per test, which take minutes when the machine is busy.
       workerProject("limits", "test/limits/*.test.ts", "test/limits/global-setup.ts", "limitsEmulatorUrl", LIMITS_BINDINGS, 300_000),
       modelProject(),

@@ -30,6 +30,7 @@ export type ErrorCode =
   | "stripe_unavailable"
   | "service_token_missing"
   | "misconfigured"
+  | "metrics_unavailable"
   | "internal_error";
 
 /** An error answer: status, stable code, a message for humans, optional extra fields. */

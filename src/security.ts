@@ -14,8 +14,24 @@ import { secureHeaders } from "hono/secure-headers";
 import type { AppEnv } from "./http.js";
 import { settings, type Settings } from "./settings.js";
 
-/** The page's document; wrangler.toml's run_worker_first names the same paths. */
-const PAGE_PATHS = new Set(["/"]);
+/**
+ * The operator console's policy: it loads nothing but its own files and talks only to its own
+ * origin (the operator API), and it submits no form anywhere, so its token cannot be sent away.
+ */
+const OPERATOR_POLICY = [
+  "default-src 'self'",
+  "script-src 'self'",
+  "connect-src 'self'",
+  "img-src 'self' data:",
+  "style-src 'self'",
+  "object-src 'none'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join("; ");
+
+/** The documents served through the Worker, and each one's policy; wrangler.toml's run_worker_first names the same paths. */
+const PAGE_POLICIES: Record<string, (s: Settings) => string> = { "/": pagePolicy, "/operator": () => OPERATOR_POLICY };
 
 /**
  * Stripe.js's origins, from Stripe's security guide (docs.stripe.com/security/guide, Content
@@ -93,9 +109,10 @@ export const securityHeaders = createMiddleware<AppEnv>(async (c, next) => {
  * and then given the headers like any other answer.
  */
 export const pageDocument = createMiddleware<AppEnv>(async (c, next) => {
-  if (!((c.req.method === "GET" || c.req.method === "HEAD") && PAGE_PATHS.has(c.req.path))) return next();
+  const policyOf = Object.hasOwn(PAGE_POLICIES, c.req.path) ? PAGE_POLICIES[c.req.path] : undefined;
+  if (!((c.req.method === "GET" || c.req.method === "HEAD") && policyOf)) return next();
   // Before serving: a STRIPE_JS_URL that does not parse stops the page (a SettingsError), not just its policy.
-  const policy = pagePolicy(settings(c.env));
+  const policy = policyOf(settings(c.env));
   const asset = await c.env.ASSETS.fetch(c.req.raw);
   c.res = new Response(asset.body, asset);
   pagePolicies.set(c, policy);

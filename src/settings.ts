@@ -54,6 +54,9 @@ const flag = (fallback: boolean) =>
       .transform((v) => v ?? fallback),
   );
 
+/** A value that must match `pattern`, trimmed; unset if blank. */
+const matching = (pattern: RegExp, message: string) => z.preprocess(blank, z.string().trim().regex(pattern, message).optional());
+
 /** Comma-separated values, blanks dropped. */
 const list = z.preprocess(
   blank,
@@ -119,14 +122,7 @@ const Schema = z
     /** Several (comma-separated) while an endpoint secret is being rolled. */
     STRIPE_WEBHOOK_SECRET: list,
     /** Published to every browser (GET /billing/config): only a publishable key, never a secret one put here by mistake. */
-    STRIPE_PUBLISHABLE_KEY: z.preprocess(
-      blank,
-      z
-        .string()
-        .trim()
-        .regex(/^pk_(test|live)_[A-Za-z0-9_]+$/, "must be a publishable key (pk_test_… or pk_live_…)")
-        .optional(),
-    ),
+    STRIPE_PUBLISHABLE_KEY: matching(/^pk_(test|live)_[A-Za-z0-9_]+$/, "must be a publishable key (pk_test_… or pk_live_…)"),
     /** Where the page loads Stripe.js from: Stripe's own, or the emulator's stand-in locally. */
     STRIPE_JS_URL: url("https://js.stripe.com/v3/"),
     STRIPE_TIMEOUT_MS: whole(10_000),
@@ -159,6 +155,11 @@ const Schema = z
     EVENTS_TIMEOUT_MS: whole(15_000),
     LOW_BALANCE_THRESHOLD: whole(0),
     MARK_CREDITED: flag(false),
+    /** Where the operator console reads production metrics from (Analytics Engine's SQL API); both or neither. */
+    ANALYTICS_ACCOUNT_ID: matching(/^[0-9a-f]{32}$/, "must be a Cloudflare account id (32 hex digits)"),
+    ANALYTICS_API_TOKEN: text,
+    /** The dataset wrangler.toml's METRICS binding writes to; named again here because a Worker cannot read a binding's dataset. */
+    ANALYTICS_DATASET: matching(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, "must be a dataset name (letters, digits, underscores)"),
     LOG_LEVEL: z.preprocess(
       blank,
       z
@@ -184,6 +185,9 @@ const Schema = z
     if (s.EVENTS_URL && s.EVENTS_SECRET.length === 0) ctx.addIssue({ code: "custom", path: ["EVENTS_URL"], message: "needs EVENTS_SECRET (whsec_…)" });
     if (s.EVENTS_RETRY_SECONDS > 10)
       ctx.addIssue({ code: "custom", path: ["EVENTS_RETRY_SECONDS"], message: "must be at most 10 (the first retry comes within 10 s)" });
+    if (Boolean(s.ANALYTICS_ACCOUNT_ID) !== Boolean(s.ANALYTICS_API_TOKEN)) {
+      ctx.addIssue({ code: "custom", path: ["ANALYTICS_ACCOUNT_ID"], message: "and ANALYTICS_API_TOKEN go together (set both, or neither)" });
+    }
     const legacy = parseLegacyTopUps(s);
     if (!legacy.ok) ctx.addIssue({ code: "custom", path: [], message: legacy.error });
   })
@@ -248,6 +252,11 @@ const Schema = z
        * calls and a webhook credit 1.
        */
       markCredited: s.MARK_CREDITED,
+      /** The console's production metrics: Analytics Engine's SQL API, or null (this isolate's own counts). */
+      analytics:
+        s.ANALYTICS_ACCOUNT_ID && s.ANALYTICS_API_TOKEN
+          ? { accountId: s.ANALYTICS_ACCOUNT_ID, apiToken: s.ANALYTICS_API_TOKEN, dataset: s.ANALYTICS_DATASET ?? "edge_credit_metrics" }
+          : null,
       logLevel: s.LOG_LEVEL,
       /** Seconds from an account's first unsynced debit to its batch write; 0 = each debit at once. */
       syncSeconds: s.STRIPE_SYNC_SECONDS,

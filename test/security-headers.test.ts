@@ -68,6 +68,37 @@ describe("the page", () => {
   });
 });
 
+describe("the operator console", () => {
+  it("is served by the Worker with a policy that loads and talks to its own origin only, and submits no form", async () => {
+    const res = await callWith(DEPLOYED, "/operator");
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/^text\/html/);
+    const html = await res.text();
+    expect(html).toContain("<title>Operator console</title>");
+    expectCommonHeaders(res);
+    const csp = policyDirectives(res.headers.get("content-security-policy"));
+    for (const directive of ["default-src", "script-src", "connect-src", "style-src"]) expect(csp.get(directive)).toEqual(["'self'"]);
+    expect(csp.get("form-action")).toEqual(["'none'"]);
+    expect(csp.get("object-src")).toEqual(["'none'"]);
+    expect(csp.get("base-uri")).toEqual(["'none'"]);
+    expect(res.headers.get("content-security-policy")).not.toMatch(/stripe/);
+    // Nothing inline for the policy to refuse, and the token field has no name a form could send.
+    expect(html).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/i);
+    expect(html).not.toMatch(/<style[\s>]/i);
+    expect(html).not.toMatch(/\sstyle=/i);
+    expect(html).not.toMatch(/\son[a-z]+=/i);
+    expect(html).toMatch(/<input[^>]*type="password"/);
+    expect(html).not.toMatch(/<input[^>]*type="password"[^>]*\sname=/);
+  });
+
+  it("is the same page with or without the operator token set: it holds nothing secret", async () => {
+    const on = await callWith(DEPLOYED, "/operator");
+    const off = await callWith({ ...DEPLOYED, OPERATOR_TOKEN: "" }, "/operator");
+    expect(off.status).toBe(200);
+    expect(await off.text()).toBe(await on.text());
+  });
+});
+
 describe("the API", () => {
   it("answers with the headers and a policy that allows nothing, on success and on errors", async () => {
     const answers = [

@@ -41,6 +41,8 @@ describe("defaults", () => {
       events: { url: null, secrets: [], spending: false, retrySeconds: 5, timeoutMs: 15_000, lowBalanceThreshold: 0 },
       // No older server runs beside this one unless an operator says so: PaymentIntents are not marked.
       markCredited: false,
+      // The console counts for itself until Analytics Engine's SQL API is configured.
+      analytics: null,
       logLevel: "info",
     });
   });
@@ -146,6 +148,22 @@ describe("a bad value is an error naming the setting, never a default", () => {
     expect(() => parseSettings(bad)).toThrow(SettingsError);
     expect(() => parseSettings(bad)).toThrow(message);
     expect(() => settings(bad)).toThrow(message);
+  });
+
+  it("reads Analytics Engine's settings: both or neither, a real account id, a dataset name", () => {
+    expect(parseSettings({ ...KEY }).analytics).toBeNull();
+    const account = "0123456789abcdef0123456789abcdef";
+    expect(parseSettings({ ...KEY, ANALYTICS_ACCOUNT_ID: account, ANALYTICS_API_TOKEN: "cf" }).analytics).toEqual({
+      accountId: account,
+      apiToken: "cf",
+      dataset: "edge_credit_metrics",
+    });
+    expect(() => parseSettings({ ...KEY, ANALYTICS_ACCOUNT_ID: account })).toThrow(/ANALYTICS_ACCOUNT_ID and ANALYTICS_API_TOKEN go together/);
+    expect(() => parseSettings({ ...KEY, ANALYTICS_API_TOKEN: "cf" })).toThrow(/go together/);
+    expect(() => parseSettings({ ...KEY, ANALYTICS_ACCOUNT_ID: "my-account", ANALYTICS_API_TOKEN: "cf" })).toThrow(
+      /ANALYTICS_ACCOUNT_ID must be a Cloudflare account id/,
+    );
+    expect(() => parseSettings({ ...KEY, ANALYTICS_DATASET: "x; DROP" })).toThrow(/ANALYTICS_DATASET must be a dataset name/);
   });
 
   it("no Stripe key is an error", () => {

@@ -8,6 +8,7 @@ import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../env.js";
 import type { ThresholdView } from "../events/wallet-events.js";
 import { logEvent } from "../log.js";
+import { record, recordSpending } from "../metrics/facts.js";
 import type { AutoRechargeView, ConfigureOutcome, RechargeSettings } from "../recharge/contract.js";
 import { AutoRecharge } from "../recharge/recharger.js";
 import { RECHARGE_SCHEMA } from "../recharge/schema.js";
@@ -61,6 +62,7 @@ export class AccountObject extends DurableObject<Env> {
       settle: () => wallet.settle(),
       defaultCurrency: () => settings(env).topUps.defaultCurrency,
       log: logEvent,
+      record: (fact) => record(env, fact),
     });
     // After the wallet's own events, so a recharge's events follow the balance alert that caused it.
     wallet.ledger.observe((entry, _before, after) => this.#recharge.onEntry(entry, after));
@@ -126,6 +128,7 @@ export class AccountObject extends DurableObject<Env> {
   /** A debit, hold, capture or release from the seller's backend, under its Idempotency-Key. */
   async spend(accountId: string, request: SpendRequest, idempotencyKey: string, fingerprint: string): Promise<SpendOutcome> {
     const outcome = await this.#wallet.spend(accountId, request, idempotencyKey, fingerprint);
+    if (outcome.kind === "result" && !outcome.replayed) recordSpending(this.env, outcome.result);
     this.#rechargeIfDue();
     return outcome;
   }

@@ -4,13 +4,13 @@
 // the first records the recharge the others then see open. Everything after is `run`, from the
 // alarm (or at once after the write): create the PaymentIntent under `recharge:{account}:{n}`,
 // hand a paid one to its PaymentIntent object (which credits it like any top-up, exactly once
-// whoever gets there first), cancel one left unauthenticated for a day, save a card.
-//
-// A recharge closes when its credit reaches the wallet, by whatever path (the PaymentIntent
-// object's report, the sync taking it in from Stripe): the same observer sees the entry.
+// whoever gets there first), cancel one left unauthenticated for a day, save a card. A recharge
+// closes when its credit reaches the wallet, by whatever path (the PaymentIntent object's
+// report, the sync taking it in from Stripe): the same observer sees the entry.
 
 import type { Outbox } from "../events/outbox.js";
 import { rechargeDisabledEvent, rechargeEvent } from "../events/recharge-events.js";
+import type { MoneyFact } from "../metrics/facts.js";
 import { backoffMs } from "../objects/backoff.js";
 import type { StripeGateway } from "../stripe/gateway.js";
 import type { EntryRow, WalletRow } from "../wallet/schema.js";
@@ -41,6 +41,7 @@ export interface RechargeHost {
   settle: () => Promise<void>;
   defaultCurrency: () => string;
   log: (event: string, fields: Record<string, unknown>) => void;
+  record: (fact: MoneyFact) => void;
 }
 
 export class AutoRecharge {
@@ -275,6 +276,7 @@ export class AutoRecharge {
     this.store.resetFailures();
     this.host.outbox.add(rechargeEvent("recharge.succeeded", done, wallet.account_id, 0));
     this.host.log("recharge_succeeded", { account: wallet.account_id, recharge: rec.n, payment_intent: rec.payment_intent_id });
+    this.host.record({ name: "recharge", amount: rec.amount, currency: rec.currency });
   }
 
   #disable(accountId: string, reason: "declined" | "card_removed"): void {

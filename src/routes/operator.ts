@@ -14,6 +14,8 @@ import { ACCOUNT_ID } from "../ids.js";
 import type { AttentionPage, BadEvent } from "../objects/contract.js";
 import type { DeadLetterPage } from "../events/contract.js";
 import { accountObject, deadLettersObject, governorObject, paymentIntentObject, registryObject } from "../objects/stubs.js";
+import { metricsView } from "../metrics/analytics.js";
+import { WINDOWS, type MetricsWindow } from "../metrics/view.js";
 import { settings } from "../settings.js";
 import { PaymentIntentId } from "./schemas.js";
 
@@ -135,12 +137,16 @@ function accountParam(value: string): string {
   return value;
 }
 
-/** An account's wallet as stored: figures, the sync's state and last error, every batch written to Stripe. */
+/** An account's wallet as stored: figures, the sync's state and last error, every batch written to Stripe, and its newest ledger lines. */
 operator.get("/accounts/:account/wallet", async (c) => {
   const account = accountParam(c.req.param("account"));
-  const found = await accountObject(c.env, account).inspectWallet();
+  const stub = accountObject(c.env, account);
+  const found = await stub.inspectWallet();
   if (!found.wallet) throw new ApiError(404, "not_found", "This account's wallet is not open.");
-  return c.json(found);
+  // The wallet is open, so its lines are read from storage: "unavailable" is not an answer here.
+  const lines = await stub.walletLines(account, limitParam(c.req.query("limit")), null);
+  const ledger = lines.ok ? { data: lines.data, has_more: lines.has_more, next_cursor: lines.next_cursor } : null;
+  return c.json({ ...found, ledger });
 });
 
 /** Writes the wallet's owed spending to Stripe and takes in Stripe's entries now, instead of waiting for its alarm. */
@@ -148,6 +154,18 @@ operator.post("/accounts/:account/wallet/sync", async (c) => {
   const account = accountParam(c.req.param("account"));
   const result = await accountObject(c.env, account).syncNow(account);
   return c.json({ ...result, ...(await accountObject(c.env, account).inspectWallet()) });
+});
+
+/**
+ * Credits, debits, reversals and recharges, Stripe calls by kind, and waits for Stripe permits,
+ * over the last hour (by minute) or day (by quarter hour). From Analytics Engine when
+ * ANALYTICS_ACCOUNT_ID and ANALYTICS_API_TOKEN are set (every location); otherwise what the
+ * isolate that answers counted (under `wrangler dev`, everything).
+ */
+operator.get("/metrics", async (c) => {
+  const window = c.req.query("window") ?? "hour";
+  if (!Object.hasOwn(WINDOWS, window)) throw new ApiError(400, "invalid_request", "window must be hour or day.");
+  return c.json(await metricsView(settings(c.env).analytics, window as MetricsWindow, Date.now()));
 });
 
 /**

@@ -6,6 +6,7 @@
 import Stripe from "stripe";
 import type { Env } from "../env.js";
 import type { Priority } from "../objects/contract.js";
+import { record, stripeCallKind } from "../metrics/facts.js";
 import { governorObject } from "../objects/stubs.js";
 import { settings } from "../settings.js";
 import { PermitPool } from "./permits.js";
@@ -38,7 +39,7 @@ export function stripeClient(env: Env, priority: Priority): Stripe {
     const governed = s.rateLimit > 0;
     client = new Stripe(s.secretKey, {
       apiVersion: STRIPE_API_VERSION,
-      httpClient: Stripe.createFetchHttpClient(governed ? governedFetch(env, priority, s.timeoutMs) : plainFetch),
+      httpClient: Stripe.createFetchHttpClient(governed ? governedFetch(env, priority, s.timeoutMs) : measuredFetch(env)),
       host: base.hostname,
       port: base.port ? Number(base.port) : protocol === "http" ? 80 : 443,
       protocol,
@@ -52,7 +53,26 @@ export function stripeClient(env: Env, priority: Priority): Stripe {
   return client;
 }
 
-const plainFetch: typeof fetch = (input, init) => fetch(input, init);
+/**
+ * fetch, each request (each of the SDK's retries too) counted as a Stripe call of its kind, with
+ * its status and latency (src/metrics). The wait for a permit is not in it: that is counted as a
+ * governor wait. A request that got no answer is "network".
+ */
+function measuredFetch(env: Env): typeof fetch {
+  return async (input, init) => {
+    const started = Date.now();
+    const url = input instanceof Request ? input.url : String(input);
+    const kind = stripeCallKind(init?.method ?? (input instanceof Request ? input.method : "GET"), url);
+    try {
+      const res = await fetch(input, init);
+      record(env, { name: "stripe_call", kind, status: String(res.status), ms: Date.now() - started });
+      return res;
+    } catch (err) {
+      record(env, { name: "stripe_call", kind, status: "network", ms: Date.now() - started });
+      throw err;
+    }
+  };
+}
 
 /** The longest a call may wait for its permit (the governor refuses a credit call further ahead). */
 const PERMIT_WAIT_MAX_MS = 61_000;
@@ -75,13 +95,17 @@ function poolOf(env: Env): PermitPool {
  * caller's protocol); a 429 from Stripe slows the governor down.
  */
 function governedFetch(env: Env, priority: Priority, timeoutMs: number): typeof fetch {
+  const send = measuredFetch(env);
   return async (input, init) => {
-    if (!(await poolOf(env).take(priority))) throw new Error("The Stripe call budget is exhausted for now");
+    const waitStarted = Date.now();
+    const granted = await poolOf(env).take(priority);
+    record(env, { name: "governor_wait", priority, granted, ms: Date.now() - waitStarted });
+    if (!granted) throw new Error("The Stripe call budget is exhausted for now");
     // Aborted without a reason, as the SDK's own timeout does, so the SDK reports a timeout.
     const timeout = new AbortController();
     setTimeout(() => timeout.abort(), timeoutMs);
     const signal = init?.signal ? AbortSignal.any([init.signal, timeout.signal]) : timeout.signal;
-    const res = await fetch(input, { ...init, signal });
+    const res = await send(input, { ...init, signal });
     if (res.status === 429) await governorObject(env).slowDown();
     return res;
   };

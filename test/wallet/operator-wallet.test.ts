@@ -43,6 +43,12 @@ describe("GET /operator/accounts/{account}/wallet and POST …/wallet/sync", () 
     expect(fixed.wallet?.sync_error).toBeNull();
     expect(await stripeBalance(f.customer.id)).toBe(-700);
     expect(await totals(f.accountId)).toEqual({ available: 700, held: 0 });
+    // The lookup shows the ledger too, newest first: the debit, then the top-up.
+    const looked = await json<WalletView & { ledger: { data: { kind: string; amount: number }[]; has_more: boolean } }>(
+      await call(`/operator/accounts/${f.accountId}/wallet?limit=1`, { headers: operator }),
+    );
+    expect(looked.ledger.data.map((l) => [l.kind, l.amount])).toEqual([["debit", -300]]);
+    expect(looked.ledger.has_more).toBe(true);
   });
 
   it("answer 404 for an account with no wallet, 400 for a malformed id, 401 for the seller's token", async () => {

@@ -7,6 +7,7 @@ import type { CreditRecord } from "../../credit/contract.js";
 import { missingAdjustments } from "../../credit/reversals.js";
 import { attentionEvent } from "../../events/attention.js";
 import { logEvent } from "../../log.js";
+import { record } from "../../metrics/facts.js";
 import { adjustmentKey, adjustmentParams } from "../../stripe/keys.js";
 import { LEDGER_SLACK_SECONDS } from "../../stripe/ledger-write.js";
 import { RETRY_AFTER_SECONDS, owesWork, type Outcome } from "./answers.js";
@@ -75,6 +76,8 @@ export class FollowUp {
           last_error: null,
         });
         logEvent("adjusted", { payment_intent: pi, operation: a.operation, direction: a.direction, amount: a.amount, balance_transaction: result.entry.id });
+        // A reversal takes credit back; a restoration (a won dispute) gives it back and is not one.
+        if (a.direction === "debit") record(this.ctx.env, { name: "reversal", amount: a.amount, currency: rec.currency ?? "" });
       } else if (result.kind === "refused") {
         const accountId = await this.books.payerAccount(store.load() ?? rec);
         store.atomically(() => {

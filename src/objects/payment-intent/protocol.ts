@@ -12,6 +12,7 @@ import type { Caller, CreditRecord } from "../../credit/contract.js";
 import { assessPaymentIntent, creditRules, type Assessment, type PaymentIntentFacts } from "../../credit/policy.js";
 import { attentionEvent } from "../../events/attention.js";
 import { logEvent } from "../../log.js";
+import { record } from "../../metrics/facts.js";
 import { LEDGER_SLACK_SECONDS, type LedgerEntry } from "../../stripe/ledger-write.js";
 import { creditKey, creditParams } from "../../stripe/keys.js";
 import { RETRY_AFTER_SECONDS, type Outcome } from "./answers.js";
@@ -219,6 +220,7 @@ export class CreditProtocol {
       retry_count: 0,
     });
     store.journal("credit", "recorded", `${via} → ${entry.id}`);
+    record(this.ctx.env, { name: "credit", amount: rec.amount ?? 0, currency: rec.currency ?? "" });
     logEvent("credited", {
       payment_intent: rec.payment_intent_id,
       customer: rec.customer_id,
