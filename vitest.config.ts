@@ -215,6 +215,9 @@ export default defineConfig({
           name: "e2e",
           environment: "node",
           include: ["test/e2e/**/*.test.ts"],
+          // One file at a time: two `wrangler dev`s started at once in this directory race over
+          // its build output, and one of them exits before answering.
+          fileParallelism: false,
           testTimeout: 120_000,
           hookTimeout: 180_000,
         },

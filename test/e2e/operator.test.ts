@@ -11,25 +11,23 @@
 // in the Authorization header only: in no URL, not in localStorage nor a cookie, and gone from
 // sessionStorage after "Sign out". Screenshots are kept in test-results/.
 
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SignJWT } from "jose";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectRoot } from "../../scripts/dev-vars.js";
 import { freePort, startStack, type RunningStack } from "../../scripts/stack.js";
+import { chromiumAvailable, launchChromium, watchPage } from "./browser.js";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const WEBHOOK_SECRET = "whsec_e2e_operator";
 const SECRET_KEY = "sk_test_e2e_operator";
 const AUTH_JWT_SECRET = "e2e-operator-secret-e2e-operator-0123";
 // Distinctive, so that a search for it in URLs and storage cannot miss it nor match by chance.
 const OPERATOR_TOKEN = "op_e2e_Zq7xK2mW9vT4nB8c";
 const SERVICE_TOKEN = "svc_e2e_operator_0123456789";
-// CI installs Chromium (.ci/run); a developer machine without it skips this file, loudly.
-const runnable = existsSync(CHROMIUM) || process.env.CI === "true";
-if (!runnable) console.warn(`[e2e] ${CHROMIUM} not found: the operator console test is skipped (apt-get install chromium to run it)`);
+const runnable = chromiumAvailable("the operator console test");
 
 let stack: RunningStack;
 let browser: Browser;
@@ -57,18 +55,7 @@ beforeAll(async () => {
       STRIPE_RATE_LIMIT: "20",
     },
   });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
 }, 180_000);
 
 afterAll(async () => {
@@ -77,34 +64,14 @@ afterAll(async () => {
   if (state) rmSync(state, { recursive: true, force: true });
 });
 
-/**
- * What the browser reports that it should not: page errors, console errors (but for the answers
- * `expected` names, e.g. "status of 401") and every Content-Security-Policy violation, as the
- * `securitypolicyviolation` event sees it (test/e2e/page.test.ts's watch()). Also every request:
- * its URL, and, for the operator API, the Authorization header it carried.
- */
+/** watchPage's findings, and each operator API request with the Authorization header it carried. */
 async function watch(page: Page, expected: RegExp | null = null) {
-  const errors: string[] = [];
-  const violations: string[] = [];
-  const urls: string[] = [];
   const api: { method: string; path: string; authorization: string | null }[] = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
-  page.on("console", (m) => {
-    if (m.type() === "error" && !(expected && expected.test(m.text()))) errors.push(m.text());
-  });
-  page.on("request", (r) => {
-    urls.push(r.url());
+  const seen = await watchPage(page, expected, (r) => {
     const { pathname } = new URL(r.url());
     if (pathname.startsWith("/operator/")) api.push({ method: r.method(), path: pathname, authorization: r.headers()["authorization"] ?? null });
   });
-  await page.exposeFunction("reportViolation", (v: string) => violations.push(v));
-  // Runs before the page's own scripts (and is not itself subject to the page's policy).
-  await page.addInitScript(() => {
-    document.addEventListener("securitypolicyviolation", (e) => {
-      (window as unknown as { reportViolation(v: string): void }).reportViolation(`${e.effectiveDirective} ${e.blockedURI}`);
-    });
-  });
-  return { errors, violations, urls, api };
+  return { ...seen, api };
 }
 
 /** Opens the console and signs in with the keyboard only: the field has focus, type, Tab to "Sign in", Enter. */

@@ -15,22 +15,20 @@
 // confirm it; a failed challenge leaves it waiting, a completed one credits it once.
 // Screenshots are kept in test-results/.
 
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectRoot } from "../../scripts/dev-vars.js";
 import { freePort, startStack, type RunningStack } from "../../scripts/stack.js";
+import { chromiumAvailable, launchChromium, watchPage } from "./browser.js";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const WEBHOOK_SECRET = "whsec_e2e_secret";
 // Two values, as during a rotation: the demo route signs with the first.
 const SERVICE_TOKEN = "svc_e2e_token_0123456789,svc_e2e_token_next_abcdef";
 const PUBLISHABLE_KEY = "pk_test_e2e";
-// CI installs Chromium (.ci/run); a developer machine without it skips this file, loudly.
-const runnable = existsSync(CHROMIUM) || process.env.CI === "true";
-if (!runnable) console.warn(`[e2e] ${CHROMIUM} not found: the browser test is skipped (apt-get install chromium to run it)`);
+const runnable = chromiumAvailable("the browser test");
 
 let stack: RunningStack;
 let browser: Browser;
@@ -61,18 +59,7 @@ beforeAll(async () => {
     },
     log: (line) => logs.push(line),
   });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
 }, 180_000);
 
 afterAll(async () => {
@@ -83,33 +70,13 @@ afterAll(async () => {
 
 const minor = (page: Page) => page.$eval("#balance", (el) => Number((el as HTMLElement).dataset.minor));
 
-/**
- * What the browser reports that it should not: page errors, console errors (but for the answers
- * `expected` names, e.g. "status of 402"), and every Content-Security-Policy violation, as the
- * `securitypolicyviolation` event sees it. Also every URL the page requests, and the
- * Authorization header of each request to another origin than the Worker's.
- */
+/** watchPage's findings, and the Authorization header of each request to another origin than the Worker's. */
 async function watch(page: Page, expected: RegExp | null = null) {
-  const errors: string[] = [];
-  const violations: string[] = [];
-  const urls: string[] = [];
   const foreignAuth: { url: string; authorization: string | null }[] = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
-  page.on("console", (m) => {
-    if (m.type() === "error" && !(expected && expected.test(m.text()))) errors.push(m.text());
-  });
-  page.on("request", (r) => {
-    urls.push(r.url());
+  const seen = await watchPage(page, expected, (r) => {
     if (new URL(r.url()).origin !== new URL(stack.workerUrl).origin) foreignAuth.push({ url: r.url(), authorization: r.headers()["authorization"] ?? null });
   });
-  await page.exposeFunction("reportViolation", (v: string) => violations.push(v));
-  // Runs before the page's own scripts (and is not itself subject to the page's policy).
-  await page.addInitScript(() => {
-    document.addEventListener("securitypolicyviolation", (e) => {
-      (window as unknown as { reportViolation(v: string): void }).reportViolation(`${e.effectiveDirective} ${e.blockedURI}`);
-    });
-  });
-  return { errors, violations, urls, foreignAuth };
+  return { ...seen, foreignAuth };
 }
 
 /** Waits for the top-up status region to show an answer (ok or bad) and returns it. */
