@@ -13,6 +13,8 @@ export interface StackOptions {
   /** 0: no emulator (the Worker talks to whatever STRIPE_API_BASE says). */
   emulatorPort: number | null;
   latencyMs?: number;
+  /** The emulator checks requests and answers against Stripe's OpenAPI spec (default on; the benchmark turns it off). */
+  specCheck?: boolean;
   /**
    * Passed to `wrangler dev` as `--var NAME:value`, over .dev.vars. With the emulator running,
    * STRIPE_JS_URL defaults to its Stripe.js stand-in: Stripe's own Stripe.js cannot pay a
@@ -57,6 +59,7 @@ export async function startStack(options: StackOptions): Promise<RunningStack> {
           latencyMs: options.latencyMs ?? 0,
           webhookUrl: `${workerUrl}/stripe/webhook`,
           webhookSecret: options.webhookSecret,
+          specCheck: options.specCheck ?? true,
           log: (line) => log(`[stripe] ${line}`),
         });
   const standIn = emulator ? { STRIPE_JS_URL: `${emulator.url}${STRIPE_JS_PATH}` } : {};

@@ -3,6 +3,7 @@
 // Extra arguments go to `wrangler dev`, e.g. `npm start -- --var TOPUP_MAX:50000`.
 
 import { loadDevVars } from "./dev-vars.js";
+import { summaryLine } from "../test/emulator/openapi.js";
 import { startStack } from "./stack.js";
 
 const WORKER_PORT = Number(process.env.WORKER_PORT ?? 8787);
@@ -24,6 +25,8 @@ const stack = await startStack({
   workerPort: WORKER_PORT,
   emulatorPort: usesEmulator ? EMULATOR_PORT : null,
   latencyMs: Number(process.env.LATENCY_MS ?? 0),
+  // On unless SPEC_CHECK=off: a request Stripe would refuse is refused here too, and said so in the log.
+  specCheck: process.env.SPEC_CHECK !== "off",
   webhookSecret: vars.STRIPE_WEBHOOK_SECRET ?? "whsec_emulator",
   extraArgs: process.argv.slice(2),
   log: (line) => console.log(line),
@@ -32,12 +35,21 @@ const stack = await startStack({
   process.exit(1);
 });
 
+if (stack.emulator) {
+  const spec = stack.emulator.emulator.spec;
+  console.log(
+    spec.enabled
+      ? `The emulator checks every request against Stripe's OpenAPI spec ${spec.summary().spec_version ?? ""} (SPEC_CHECK=off to stop).`
+      : "The emulator's check against Stripe's OpenAPI spec is off.",
+  );
+}
 console.log(`\n  Ready: open ${stack.workerUrl}   (Ctrl-C stops the Worker and the emulator)\n`);
 
 let stopping = false;
 const stop = (code: number) => {
   if (stopping) return;
   stopping = true;
+  if (stack.emulator) console.log(summaryLine("npm start", stack.emulator.emulator.spec.summary()));
   void stack.stop().then(() => process.exit(code));
 };
 process.on("SIGINT", () => stop(0));

@@ -110,7 +110,9 @@ describe("an acknowledged webhook is a promise", () => {
       const answers: Answer[] = await Promise.all(browsers);
       expect(answers.filter((a) => a.status === 200)).toEqual([]);
       // The notice's alarm waits for the browsers' attempt, then credits with the read still failing.
-      const done = await waitForObject(pi.id, settledCredit);
+      // Waited for to its end (the wallet told): a browser arriving while it still runs joins it,
+      // and is answered "credited" by the attempt that credited, not from the record.
+      const done = await waitForObject(pi.id, (i) => settledCredit(i) && i.attempt_started_at === null && i.wallet_pending.length === 0);
       expect(done.record).toMatchObject({ credited_by: "webhook", mark_state: "off" });
       expect(await ledgerAmounts(customer.id, pi.id)).toEqual([-1400]);
       expect(await answerOf(await confirm(token, pi.id))).toMatchObject({ status: 200, code: "already_credited", txId: done.record?.balance_transaction_id });

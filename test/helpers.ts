@@ -119,6 +119,8 @@ export interface RequestRecord {
   status: number;
   replayed: boolean;
   fault: string | null;
+  /** Refused because Stripe's OpenAPI spec does not allow it (test/emulator/openapi.ts). */
+  refused_by_spec: boolean;
   /** How long the emulator took to answer (or to see the caller give up). */
   duration_ms: number;
 }

@@ -22,6 +22,7 @@ import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectRoot } from "../../scripts/dev-vars.js";
 import { freePort, startStack, type RunningStack } from "../../scripts/stack.js";
+import { reportSpec } from "../emulator/openapi.js";
 import { chromiumAvailable, launchChromium, watchPage } from "./browser.js";
 
 const WEBHOOK_SECRET = "whsec_e2e_secret";
@@ -63,9 +64,12 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
+  // What the page, Stripe.js's stand-in and the Worker sent, checked against Stripe's spec.
+  const spec = stack?.emulator?.emulator.spec.summary();
   await browser?.close();
   await stack?.stop();
   if (state) rmSync(state, { recursive: true, force: true });
+  if (spec) reportSpec("e2e page", spec);
 });
 
 const minor = (page: Page) => page.$eval("#balance", (el) => Number((el as HTMLElement).dataset.minor));

@@ -152,6 +152,7 @@ export function controlApi(emu: Emulator): Hono {
   });
 
   app.get("/stats", (c) => c.json({ ...emu.stats, writes: emu.store.writes, idempotency_keys: emu.keys.size }));
+  app.get("/spec", (c) => c.json(emu.spec.summary()));
 
   app.post("/idempotency/expire", async (c) => {
     const input = await body(c);

@@ -4,8 +4,9 @@
 // Every API request goes through one pipeline, in Stripe's order:
 //   auth (401, not saved; a publishable key only where Stripe.js may call) → injected 429 / 409
 //   (not saved) → Idempotency-Key lookup (replay, 409 in use, 400 idempotency_error) → parameter
-//   validation (400, not saved) → claim the key → latency → injected 500 / 400 / drop / hang →
-//   run → save the result under the key → answer.
+//   validation, first against Stripe's OpenAPI spec (openapi.ts), then the endpoint's own (400,
+//   not saved) → claim the key → latency → injected 500 / 400 / drop / hang → run (a 200's body
+//   checked against the spec) → save the result under the key → answer.
 // Fault rules with `replays: true` also fire on an answer replayed from a saved key.
 
 import { Hono, type Context } from "hono";
@@ -17,9 +18,10 @@ import type { Endpoint } from "./endpoint.js";
 import { StripeFailure, type StripeErrorBody } from "./errors.js";
 import { Faults, type FaultKind, type FaultRule } from "./faults.js";
 import { idempotencyErrorMessage, IdempotencyKeys, type SavedResult } from "./idempotency.js";
-import { canonical, decodeForm, validate, type FormValue } from "./params.js";
+import { canonical, decodeForm, validate, type FormRecord, type FormValue } from "./params.js";
 import { paymentIntentEndpoints } from "./payment-intents.js";
 import { paymentMethodEndpoints } from "./payment-methods.js";
+import { SpecCheck, unrecognized } from "./openapi.js";
 import { newId, Store } from "./store.js";
 import { Webhooks } from "./webhooks.js";
 
@@ -46,6 +48,11 @@ export interface EmulatorOptions {
   rateLimitPerSecond?: number;
   /** Receives one line per API request; omit for silence. */
   log?: (line: string) => void;
+  /**
+   * Checks every API request against Stripe's OpenAPI spec and refuses what Stripe refuses, and
+   * every answer and event against the spec's schemas (openapi.ts). Default on.
+   */
+  specCheck?: boolean;
 }
 
 /** One API request as the control API's request log reports it. */
@@ -61,6 +68,8 @@ export interface RequestRecord {
   status: number;
   replayed: boolean;
   fault: string | null;
+  /** Refused because Stripe's OpenAPI spec does not allow it (openapi.ts). */
+  refused_by_spec: boolean;
   duration_ms: number;
 }
 
@@ -92,13 +101,15 @@ const PUBLISHABLE_KEY_PATTERN = /^pk_(test|live)_[A-Za-z0-9_]+$/;
 
 /** The emulator's whole state and behaviour; `app.fetch` serves it. */
 export class Emulator {
-  readonly options: Required<Omit<EmulatorOptions, "log" | "webhookUrl">> & { webhookUrl: string | null };
+  readonly options: Required<Omit<EmulatorOptions, "log" | "webhookUrl" | "specCheck">> & { webhookUrl: string | null };
   store: Store;
   keys: IdempotencyKeys;
   faults: Faults;
   webhooks: Webhooks;
   log: RequestRecord[] = [];
   stats: Stats = emptyStats();
+  /** What the checks against Stripe's spec found; the same switch for the emulator's whole life. */
+  readonly spec: SpecCheck;
   readonly app: Hono;
   readonly #print: ((line: string) => void) | undefined;
 
@@ -115,10 +126,11 @@ export class Emulator {
       rateLimitPerSecond: options.rateLimitPerSecond ?? 0,
     };
     this.#print = options.log;
+    this.spec = new SpecCheck(options.specCheck ?? true);
     this.store = new Store(this.options.searchLagMs);
     this.keys = new IdempotencyKeys(this.options.idempotencyTtlMs);
     this.faults = new Faults(this.options.latencyMs);
-    this.webhooks = new Webhooks(this.store, this.#webhookSettings());
+    this.webhooks = this.#newWebhooks();
     this.app = this.#buildApp();
   }
 
@@ -131,9 +143,10 @@ export class Emulator {
     this.store = new Store(this.options.searchLagMs);
     this.keys = new IdempotencyKeys(this.options.idempotencyTtlMs);
     this.faults = new Faults(this.options.latencyMs);
-    this.webhooks = new Webhooks(this.store, this.#webhookSettings());
+    this.webhooks = this.#newWebhooks();
     this.log = [];
     this.stats = emptyStats();
+    this.spec.reset();
   }
 
   /** Applies changed options to the live state (used by the control API). */
@@ -142,6 +155,10 @@ export class Emulator {
     this.keys.ttlMs = this.options.idempotencyTtlMs;
     this.faults.defaultLatencyMs = this.options.latencyMs;
     this.webhooks.settings = this.#webhookSettings();
+  }
+
+  #newWebhooks(): Webhooks {
+    return new Webhooks(this.store, this.#webhookSettings(), (event) => this.spec.event(event));
   }
 
   #webhookSettings() {
@@ -169,15 +186,16 @@ export class Emulator {
     });
     app.use("/v1/*", anyOrigin);
     app.use("/v3/*", anyOrigin);
-    for (const endpoint of [...customerEndpoints, ...balanceTransactionEndpoints, ...paymentIntentEndpoints, ...paymentMethodEndpoints]) {
+    const endpoints = [...customerEndpoints, ...balanceTransactionEndpoints, ...paymentIntentEndpoints, ...paymentMethodEndpoints];
+    for (const endpoint of endpoints) {
       app.on(endpoint.method, endpoint.pattern, (c) => this.#serve(c, endpoint));
     }
-    app.notFound((c) =>
-      stripeError(newId("req"), 404, {
-        type: "invalid_request_error",
-        message: `Unrecognized request URL (${c.req.method}: ${new URL(c.req.url).pathname}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/.`,
-      }),
-    );
+    this.spec.prepare(endpoints);
+    app.notFound((c) => {
+      const path = new URL(c.req.url).pathname;
+      if (path.startsWith("/v1/")) this.spec.unrouted(c.req.method, path);
+      return stripeError(newId("req"), 404, unrecognized(c.req.method, path));
+    });
     return app;
   }
 
@@ -199,6 +217,7 @@ export class Emulator {
       status: 0,
       replayed: false,
       fault: null,
+      refused_by_spec: false,
       duration_ms: 0,
     };
     this.stats.requests++;
@@ -215,7 +234,8 @@ export class Emulator {
         `${method} ${url.pathname}${url.search} → ${record.status} ${record.duration_ms}ms` +
           (key ? ` key=${key}` : "") +
           (record.replayed ? " replayed" : "") +
-          (record.fault ? ` fault=${record.fault}` : ""),
+          (record.fault ? ` fault=${record.fault}` : "") +
+          (record.refused_by_spec ? ` refused by Stripe's spec: ${record.status === 404 ? "unknown URL" : "parameters"}` : ""),
       );
       return res;
     };
@@ -271,7 +291,13 @@ export class Emulator {
       });
     }
 
-    const form = method === "POST" ? decodeForm(new URLSearchParams(await c.req.text()).entries()) : decodeForm(url.searchParams.entries());
+    let form: FormRecord;
+    try {
+      form = decodeForm((method === "POST" ? new URLSearchParams(await c.req.text()) : url.searchParams).entries());
+    } catch (err) {
+      if (err instanceof StripeFailure) return finish(stripeError(requestId, err.status, err.body));
+      throw err;
+    }
     record.params = form;
     const fingerprint = canonical(form);
 
@@ -304,6 +330,10 @@ export class Emulator {
         return finish(stripeError(requestId, 400, { type: "idempotency_error", message }));
       }
     }
+
+    // Stripe's own spec first: what it refuses, Stripe refuses, whatever the endpoint models.
+    const refused = url.pathname.startsWith("/v1/") ? this.spec.request(method, url.pathname, form) : null;
+    if (refused) return finish(stripeError(requestId, refused.status, refused.error), { refused_by_spec: true });
 
     let params;
     try {
@@ -344,6 +374,7 @@ export class Emulator {
           origin: url.origin,
           expand: expandOf(form.expand),
         });
+        this.spec.answer(method, url.pathname, body);
         return saved(requestId, 200, body);
       } catch (err) {
         if (err instanceof StripeFailure) return saved(requestId, err.status, { error: err.body });

@@ -68,8 +68,11 @@ export function useEmulator(options: EmulatorOptions = {}): EmulatorHarness {
     stripe = makeClient(running.port, {}, API_KEY);
   });
   afterAll(async () => {
+    // Every answer and event this file's tests received was checked against Stripe's spec.
+    const violations = running?.emulator.spec.summary().answer_violations ?? [];
     await running?.close();
     running = undefined;
+    if (violations.length > 0) throw new Error(`the emulator answered off Stripe's spec:\n${JSON.stringify(violations, null, 2)}`);
   });
 
   const controlRaw = async (method: HttpMethod, path: string, body?: unknown) => {

@@ -10,28 +10,49 @@ import { StripeFailure } from "./errors.js";
 export type FormValue = string | FormValue[] | { [key: string]: FormValue };
 export type FormRecord = { [key: string]: FormValue };
 
-/** Decodes `a[b][c]=v&d[]=x` into `{a: {b: {c: "v"}}, d: ["x"]}`. */
+/**
+ * Sets `key` as an own property, whatever its name: a caller's `metadata[__proto__][x]=1` is a
+ * key like any other, never a way to the prototype of every object in the process.
+ */
+function setOwn(node: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(node, key, { value, writable: true, enumerable: true, configurable: true });
+}
+
+/**
+ * Deeper than any parameter Stripe has (its deepest are about six levels): a key nested further
+ * is refused before anything recursive (the spec check, canonical text) walks it.
+ */
+const MAX_DEPTH = 12;
+
+/**
+ * Decodes `a[b][c]=v&d[]=x` into `{a: {b: {c: "v"}}, d: ["x"]}`. Throws a 400 StripeFailure for
+ * a key no decoding can hold: nested beyond MAX_DEPTH, a name inside a list (`d[0]=x&d[k]=y`),
+ * or an index past the list's end (`d[100000000]=x`, which would allocate a list that long).
+ */
 export function decodeForm(pairs: Iterable<[string, string]>): FormRecord {
   const root: FormRecord = {};
   for (const [rawKey, value] of pairs) {
     const path = splitKey(rawKey);
+    if (path.length > MAX_DEPTH) throw invalid(rawKey, "parameter_invalid", `Invalid parameter: ${rawKey} is nested too deeply.`);
     let node: FormRecord | FormValue[] = root;
     for (let i = 0; i < path.length; i++) {
       const seg = path[i] as string;
       const last = i === path.length - 1;
       const nextIsIndex = !last && /^\d*$/.test(path[i + 1] as string);
       if (Array.isArray(node)) {
-        const idx = seg === "" ? node.length : Number(seg);
+        const idx = seg === "" ? node.length : /^\d+$/.test(seg) ? Number(seg) : -1;
+        if (idx < 0 || idx > node.length) throw invalid(rawKey, "parameter_invalid", `Invalid array: ${rawKey} is not the next index of its list.`);
         if (last) node[idx] = value;
         else {
-          node[idx] ??= nextIsIndex ? [] : {};
+          const existing = node[idx];
+          if (existing === undefined || typeof existing === "string") node[idx] = nextIsIndex ? [] : {};
           node = node[idx] as FormRecord | FormValue[];
         }
       } else if (last) {
-        node[seg] = value;
+        setOwn(node, seg, value);
       } else {
-        const existing: FormValue | undefined = node[seg];
-        if (existing === undefined || typeof existing === "string") node[seg] = nextIsIndex ? [] : {};
+        const existing: FormValue | undefined = Object.hasOwn(node, seg) ? node[seg] : undefined;
+        if (existing === undefined || typeof existing === "string") setOwn(node, seg, nextIsIndex ? [] : {});
         node = node[seg] as FormRecord | FormValue[];
       }
     }
@@ -140,7 +161,7 @@ function checkMetadata(value: FormValue, path: string): Record<string, string> {
     if (typeof v !== "string") throw invalid(`${path}[${k}]`, "parameter_invalid_string", "Metadata values must be strings.");
     if (k.length > 40) throw invalid(`${path}[${k}]`, "parameter_invalid_string", "Metadata keys can be at most 40 characters long.");
     if (v.length > 500) throw invalid(`${path}[${k}]`, "parameter_invalid_string", "Metadata values can be at most 500 characters long.");
-    out[k] = v;
+    setOwn(out, k, v);
   }
   return out;
 }

@@ -8,7 +8,18 @@ import { noSuch, StripeFailure, unexpectedState } from "./errors.js";
 import { listSpec, type FieldSpec, type Params } from "./params.js";
 import { checkUsable, resolvePaymentMethod } from "./payment-methods.js";
 import { authenticate, confirm, PROCESSING_METHOD, THREE_D_SECURE_PATH } from "./payments.js";
-import { newId, nowSeconds, paginate, type Charge, type Dispute, type Metadata, type PaymentIntent, type Refund, type Store } from "./store.js";
+import {
+  DISPUTE_EVIDENCE_FIELDS,
+  newId,
+  nowSeconds,
+  paginate,
+  type Charge,
+  type Dispute,
+  type Metadata,
+  type PaymentIntent,
+  type Refund,
+  type Store,
+} from "./store.js";
 import type { Webhooks } from "./webhooks.js";
 
 // The benchmark settles payments directly, as it always has from here.
@@ -263,9 +274,14 @@ export function openDispute(store: Store, webhooks: Webhooks, pi: PaymentIntent,
     id: newId("dp"),
     object: "dispute",
     amount: amount ?? charge.amount,
+    balance_transactions: [],
     charge: charge.id,
     created: nowSeconds(),
     currency: charge.currency,
+    evidence: Object.fromEntries(DISPUTE_EVIDENCE_FIELDS.map((field) => [field, null])) as Dispute["evidence"],
+    // Stripe gives the seller about three weeks to answer a dispute.
+    evidence_details: { due_by: nowSeconds() + 21 * 24 * 60 * 60, has_evidence: false, past_due: false, submission_count: 0 },
+    is_charge_refundable: false,
     livemode: pi.livemode,
     metadata: {},
     payment_intent: pi.id,

@@ -39,6 +39,7 @@ export function succeed(store: Store, webhooks: Webhooks, pi: PaymentIntent, req
     amount: pi.amount,
     amount_captured: pi.amount,
     amount_refunded: 0,
+    billing_details: { address: null, email: null, name: null, phone: null },
     captured: true,
     created: nowSeconds(),
     currency: pi.currency,

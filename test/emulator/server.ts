@@ -81,11 +81,13 @@ async function main(): Promise<void> {
     webhookSecret: process.env.WEBHOOK_SECRET || "whsec_emulator",
     searchLagMs: envInt("SEARCH_LAG_MS", 0),
     rateLimitPerSecond: envInt("RATE_LIMIT_PER_SECOND", 0),
+    specCheck: process.env.SPEC_CHECK !== "off",
     log: (line) => console.log(line),
   });
   console.log(
     `Stripe emulator listening on ${running.url} (latency ${running.emulator.options.latencyMs} ms` +
-      `, webhooks ${running.emulator.options.webhookUrl ?? "off"}); control API at ${running.url}/_emulator`,
+      `, webhooks ${running.emulator.options.webhookUrl ?? "off"}, Stripe's spec ${running.emulator.spec.summary().spec_version ?? "off"})` +
+      `; control API at ${running.url}/_emulator`,
   );
   const stop = () => {
     void running.close().then(() => process.exit(0));

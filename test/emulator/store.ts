@@ -100,6 +100,8 @@ export interface Charge {
   amount: number;
   amount_captured: number;
   amount_refunded: number;
+  /** What the cardholder gave with the card; the test cards give nothing, so every field is null. */
+  billing_details: { address: null; email: null; name: null; phone: null };
   captured: boolean;
   created: number;
   currency: string;
@@ -127,13 +129,50 @@ export interface Refund {
   status: "succeeded";
 }
 
+/** The fields of a dispute's `evidence`, as Stripe's API reference lists them. */
+export const DISPUTE_EVIDENCE_FIELDS = [
+  "access_activity_log",
+  "billing_address",
+  "cancellation_policy",
+  "cancellation_policy_disclosure",
+  "cancellation_rebuttal",
+  "customer_communication",
+  "customer_email_address",
+  "customer_name",
+  "customer_purchase_ip",
+  "customer_signature",
+  "duplicate_charge_documentation",
+  "duplicate_charge_explanation",
+  "duplicate_charge_id",
+  "product_description",
+  "receipt",
+  "refund_policy",
+  "refund_policy_disclosure",
+  "refund_refusal_explanation",
+  "service_date",
+  "service_documentation",
+  "shipping_address",
+  "shipping_carrier",
+  "shipping_date",
+  "shipping_documentation",
+  "shipping_tracking_number",
+  "uncategorized_file",
+  "uncategorized_text",
+] as const;
+
 export interface Dispute {
   id: string;
   object: "dispute";
   amount: number;
+  /** Funds withdrawn and reinstated; the emulator keeps no platform balance, so none. */
+  balance_transactions: [];
   charge: string;
   created: number;
   currency: string;
+  /** Every evidence field Stripe lists, null until evidence is given (the emulator takes none). */
+  evidence: Record<(typeof DISPUTE_EVIDENCE_FIELDS)[number], null>;
+  evidence_details: { due_by: number; has_evidence: false; past_due: false; submission_count: 0 };
+  is_charge_refundable: false;
   livemode: boolean;
   metadata: Metadata;
   payment_intent: string;

@@ -45,6 +45,8 @@ export class Webhooks {
   constructor(
     private readonly store: Store,
     public settings: WebhookSettings,
+    /** Sees each event as it is created (the emulator checks it against Stripe's spec). */
+    private readonly created: (event: StripeEvent) => void = () => {},
   ) {}
 
   /**
@@ -72,6 +74,7 @@ export class Webhooks {
       request,
       type,
     };
+    this.created(event);
     this.store.events.push(event);
     this.deliver(event);
     return event;
@@ -80,6 +83,7 @@ export class Webhooks {
   /** A second, distinct event object for the same change (Stripe sometimes sends two). */
   duplicate(event: StripeEvent): StripeEvent {
     const copy: StripeEvent = { ...structuredClone(event), id: newId("evt"), created: nowSeconds() };
+    this.created(copy);
     this.store.events.push(copy);
     this.deliver(copy);
     return copy;
