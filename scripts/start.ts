@@ -39,7 +39,7 @@ if (stack.emulator) {
   const spec = stack.emulator.emulator.spec;
   console.log(
     spec.enabled
-      ? `The emulator checks every request against Stripe's OpenAPI spec ${spec.summary().spec_version ?? ""} (SPEC_CHECK=off to stop).`
+      ? `The emulator checks every request against Stripe's OpenAPI spec ${spec.version ?? ""} (SPEC_CHECK=off to stop).`
       : "The emulator's check against Stripe's OpenAPI spec is off.",
   );
 }

@@ -332,8 +332,8 @@ export class Emulator {
     }
 
     // Stripe's own spec first: what it refuses, Stripe refuses, whatever the endpoint models.
-    const refused = url.pathname.startsWith("/v1/") ? this.spec.request(method, url.pathname, form) : null;
-    if (refused) return finish(stripeError(requestId, refused.status, refused.error), { refused_by_spec: true });
+    const spec = url.pathname.startsWith("/v1/") ? this.spec.request(method, url.pathname, form) : { op: null, refused: null };
+    if (spec.refused) return finish(stripeError(requestId, spec.refused.status, spec.refused.error), { refused_by_spec: true });
 
     let params;
     try {
@@ -374,7 +374,7 @@ export class Emulator {
           origin: url.origin,
           expand: expandOf(form.expand),
         });
-        this.spec.answer(method, url.pathname, body);
+        this.spec.answer(spec.op, body);
         return saved(requestId, 200, body);
       } catch (err) {
         if (err instanceof StripeFailure) return saved(requestId, err.status, { error: err.body });

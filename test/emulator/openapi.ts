@@ -18,7 +18,7 @@ import { NEWER_THAN_SPEC } from "./openapi-newer.js";
 
 type Schema = Record<string, unknown>;
 
-interface Operation {
+export interface Operation {
   method: string;
   /** The spec's path template, e.g. `/v1/customers/{customer}`. */
   path: string;
@@ -319,6 +319,11 @@ export class SpecCheck {
     return this.#spec !== null;
   }
 
+  /** The spec's version (its `info.version`), or null with the check off. */
+  get version(): string | null {
+    return this.#spec?.version ?? null;
+  }
+
   /** Compiles the checks of the routes the emulator serves (Hono patterns, `/v1/customers/:id`), and of events. */
   prepare(routes: readonly { method: string; pattern: string }[]): void {
     if (!this.#spec) return;
@@ -337,16 +342,19 @@ export class SpecCheck {
     this.#summary = this.#empty();
   }
 
-  /** Checks a request the emulator serves; the answer Stripe would give instead (404 or 400), or null to go on. */
-  request(method: string, path: string, params: FormRecord): { status: 404 | 400; error: StripeErrorBody } | null {
-    if (!this.#spec) return null;
+  /**
+   * Checks a request the emulator serves: `refused` is the answer Stripe would give instead (404
+   * or 400), or null to go on; `op` is the spec's operation, for checking the answer (`answer`).
+   */
+  request(method: string, path: string, params: FormRecord): { op: Operation | null; refused: { status: 404 | 400; error: StripeErrorBody } | null } {
+    if (!this.#spec) return { op: null, refused: null };
     const op = this.#spec.operation(method, path);
     this.#summary.checked++;
     // A route the emulator serves and the spec does not have: newer than the spec, and not listed as such.
     const refusal = op ? this.#spec.checkRequest(op, params) : unrecognized(method, path);
-    if (!refusal) return null;
+    if (!refusal) return { op, refused: null };
     this.#reject(method, path, refusal);
-    return { status: op ? 400 : 404, error: refusal };
+    return { op, refused: { status: op ? 400 : 404, error: refusal } };
   }
 
   /** A request the emulator has no route for: whether Stripe has one (the emulator's gap, not the caller's mistake). */
@@ -358,9 +366,8 @@ export class SpecCheck {
     this.#reject(method, path, unrecognized(method, path));
   }
 
-  /** Checks a 200 answer the emulator is about to give. */
-  answer(method: string, path: string, body: unknown): void {
-    const op = this.#spec?.operation(method, path);
+  /** Checks a 200 answer the emulator is about to give to a request of `op` (from `request`). */
+  answer(op: Operation | null, body: unknown): void {
     if (!this.#spec || !op) return;
     this.#summary.answers_checked++;
     this.#summary.answer_violations.push(...this.#spec.checkAnswer(op, body));
@@ -379,10 +386,9 @@ export class SpecCheck {
   }
 
   #empty(): SpecSummary {
-    const version = this.#spec?.version ?? null;
     return {
       enabled: this.#spec !== null,
-      spec_version: version,
+      spec_version: this.version,
       checked: 0,
       rejected: 0,
       rejections: [],
@@ -409,9 +415,11 @@ export function summaryLine(label: string, s: SpecSummary): string {
  */
 export function reportSpec(label: string, s: SpecSummary, print: (line: string) => void = console.log): void {
   print(summaryLine(label, s));
-  const problems = [
-    ...s.rejections.map((r) => `refused by Stripe's spec: ${r.method} ${r.path}: ${r.error.message}`),
-    ...s.answer_violations.map((v) => `answered off Stripe's spec: ${v.what} at ${v.at}: ${v.message}`),
-  ];
+  const problems = [...s.rejections.map((r) => `refused by Stripe's spec: ${r.method} ${r.path}: ${r.error.message}`), ...offSpec(s)];
   if (s.rejected > 0 || problems.length > 0) throw new Error(`Stripe spec check (${label}) failed:\n${problems.join("\n")}`);
+}
+
+/** A line for each answer or event the emulator gave off the spec. */
+export function offSpec(s: SpecSummary): string[] {
+  return s.answer_violations.map((v) => `answered off Stripe's spec: ${v.what} at ${v.at}: ${v.message}`);
 }

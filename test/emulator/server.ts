@@ -86,7 +86,7 @@ async function main(): Promise<void> {
   });
   console.log(
     `Stripe emulator listening on ${running.url} (latency ${running.emulator.options.latencyMs} ms` +
-      `, webhooks ${running.emulator.options.webhookUrl ?? "off"}, Stripe's spec ${running.emulator.spec.summary().spec_version ?? "off"})` +
+      `, webhooks ${running.emulator.options.webhookUrl ?? "off"}, Stripe's spec ${running.emulator.spec.version ?? "off"})` +
       `; control API at ${running.url}/_emulator`,
   );
   const stop = () => {
